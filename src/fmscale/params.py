@@ -1,0 +1,142 @@
+"""Parameter counts per arch x scale and the ratio gate that stops a study with off-scale steps."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .models import ARCHITECTURES, build_config
+from .models.scaling import ScalingTable, load_table
+
+
+class ParamGateError(RuntimeError):
+    """A scale step is outside the allowed ratio band or an arch is off its capacity target."""
+
+
+@dataclass(frozen=True)
+class ParamRow:
+    arch: str
+    scale: str
+    row: str
+    n_params: int
+    target: int | None
+    vs_target: float | None
+    ratio: float | None
+    verdict: str
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "ok"
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of scalars in the model's parameters (shared tensors counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_model(arch: str, row: dict, data_dim: int = 1024) -> int:
+    """Build ``arch`` from ``row`` on the meta device (no memory, no init cost) and count it."""
+    with torch.device("meta"):
+        model = ARCHITECTURES[arch](build_config(arch, row), data_dim=data_dim)
+    return count_parameters(model)
+
+
+def _verdict(table: ScalingTable, scale: str, n: int, prev: int | None) -> tuple[float | None, float | None, str]:
+    problems = []
+    ratio = None if prev is None else n / prev
+    if ratio is not None and not table.ratio_min <= ratio <= table.ratio_max:
+        problems.append(
+            f"OFF RATIO: {ratio:.2f}x outside [{table.ratio_min:g}, {table.ratio_max:g}]"
+        )
+    vs_target = None
+    if table.capacity_targets is not None:
+        target = table.capacity_targets[scale]
+        vs_target = n / target - 1
+        if abs(vs_target) > table.capacity_tolerance:
+            problems.append(
+                f"OFF TARGET: {vs_target:+.1%} of {target:,} (allowed ±{table.capacity_tolerance:.0%})"
+            )
+    return ratio, vs_target, "; ".join(problems) or "ok"
+
+
+def count_table(table: ScalingTable, data_dim: int = 1024) -> list[ParamRow]:
+    """One ParamRow per arch x scale, in table order, with ratio to the previous scale."""
+    rows = []
+    for arch in table.archs:
+        prev = None
+        for scale in table.scales:
+            row = table.row(arch, scale)
+            n = count_model(arch, row, data_dim)
+            ratio, vs_target, verdict = _verdict(table, scale, n, prev)
+            rows.append(
+                ParamRow(
+                    arch=arch,
+                    scale=scale,
+                    row=", ".join(f"{k}={v}" for k, v in row.items()),
+                    n_params=n,
+                    target=None if table.capacity_targets is None else table.capacity_targets[scale],
+                    vs_target=vs_target,
+                    ratio=ratio,
+                    verdict=verdict,
+                )
+            )
+            prev = n
+    return rows
+
+
+def render_markdown(rows: list[ParamRow], table: ScalingTable) -> str:
+    """The gate's table as Markdown, with a header line stating the rule it applied."""
+    rule = f"ratio to previous scale in [{table.ratio_min:g}, {table.ratio_max:g}] (target {table.ratio_target:g}x)"
+    if table.capacity_targets is not None:
+        rule += f"; params within ±{table.capacity_tolerance:.0%} of the scale's target"
+    lines = [
+        f"Scaling table `{table.path}`: {rule}.",
+        "",
+        "| arch | scale | row | params | vs target | ratio | verdict |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        vs = "" if r.vs_target is None else f"{r.vs_target:+.1%}"
+        ratio = "" if r.ratio is None else f"{r.ratio:.2f}x"
+        lines.append(f"| {r.arch} | {r.scale} | {r.row} | {r.n_params:,} | {vs} | {ratio} | {r.verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(rows: list[ParamRow], path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in rows)
+
+
+def verify_params(
+    table: str | Path | None = None,
+    data_dim: int = 1024,
+    out_csv: str | Path | None = None,
+    out_md: str | Path | None = None,
+    allow_off_ratio: bool = False,
+) -> list[ParamRow]:
+    """Count every arch x scale, write the CSV / Markdown table, and raise ParamGateError
+    (whose message is the table) when a row is off, unless ``allow_off_ratio``."""
+    scaling = load_table(table)
+    rows = count_table(scaling, data_dim)
+    markdown = render_markdown(rows, scaling)
+    if out_csv:
+        write_csv(rows, out_csv)
+    if out_md:
+        Path(out_md).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_md).write_text(markdown)
+    bad = [f"{r.arch}/{r.scale}" for r in rows if not r.ok]
+    if bad and not allow_off_ratio:
+        raise ParamGateError(
+            f"{markdown}\nParameter gate failed for {', '.join(bad)}. Fix these rows of the scaling "
+            "table, or pass --allow-off-ratio (config: params.allow_off_ratio: true) to record "
+            "the verdicts and go on."
+        )
+    return rows
