@@ -26,6 +26,103 @@ def _cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> dict:
+    """The config file's sections (data, train, evaluate), or empty ones."""
+    from .config import read_yaml
+
+    raw = read_yaml(args.config) if getattr(args, "config", None) else {}
+    return {k: dict(raw.get(k) or {}) for k in ("data", "train", "evaluate")}
+
+
+def _dataset(args: argparse.Namespace, data_section: dict, max_n_train: int):
+    from .data import DataConfig, Dataset, build_dataset
+
+    if getattr(args, "dataset", None):
+        return Dataset.load(args.dataset)
+    if getattr(args, "data", None):
+        data_section = {**data_section, "source": "file", "path": args.data}
+    return build_dataset(DataConfig.from_dict(data_section), max_n_train)
+
+
+def _cmd_prepare_data(args: argparse.Namespace) -> int:
+    data = _dataset(args, _settings(args)["data"], args.max_n_train)
+    data.save(args.out)
+    print(f"{args.out}: {data.source}, train pool {tuple(data.train_pool.shape)}, val {len(data.val)}, "
+          f"test {len(data.test)}, fingerprint {data.fingerprint}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .config import TrainConfig, from_section
+    from .train import CellSpec, train_cell
+
+    settings = _settings(args)
+    flags = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+             "ckpt_every": args.ckpt_every, "device": args.device}
+    if args.ot:
+        flags["ot_pairing"] = True
+    settings["train"].update({k: v for k, v in flags.items() if v is not None})
+    cfg = from_section(TrainConfig, settings["train"], "train")
+    data = _dataset(args, settings["data"], args.n_train)
+    if args.data:
+        settings["data"].update(source="file", path=args.data)
+    spec = CellSpec(args.arch, args.scale, args.n_train, args.seed, args.table)
+    cell = train_cell(spec, data, cfg, args.out, extra_config=settings, progress=not args.no_progress)
+    print(f"{args.out}: {cell['steps']} steps, {cell['steps_per_s']} steps/s, {cell['n_params']:,} params")
+    return 0
+
+
+def _eval_config(args: argparse.Namespace, section: dict):
+    from .config import EvalConfig, from_section
+
+    if args.nfe:
+        section["nfe"] = [int(n) for n in args.nfe.split(",")]
+    if args.solver:
+        section["solver"] = args.solver
+    return from_section(EvalConfig, section, "evaluate")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .evaluate import CellError, evaluate_cell
+
+    cell_file = Path(args.run) / "cell.json"
+    if not cell_file.exists():
+        raise CellError(f"{cell_file}: missing; train the cell first")
+    stored = json.loads(cell_file.read_text()).get("config", {})
+    settings = _settings(args) if args.config else {k: dict(stored.get(k) or {}) for k in ("data", "evaluate")}
+    cfg = _eval_config(args, settings["evaluate"])
+    data = _dataset(args, settings["data"], json.loads(cell_file.read_text())["n_train"])
+    result = evaluate_cell(args.run, data, cfg, args.device, references=args.references, out=args.out)
+    m = result["metrics"]
+    print(f"val_loss {result['val_loss']:.4f} (v=0: {result['val_loss_zero_velocity']:.4f}); "
+          f"nfe {result['headline_nfe']}: mmd2_pca {m['mmd2_pca']:.4g}, precision_pca {m['precision_pca']:.3f}")
+    return 0
+
+
+def _cmd_reference(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .evaluate import reference_rows
+
+    settings = _settings(args)
+    cfg = _eval_config(args, settings["evaluate"])
+    data = _dataset(args, settings["data"], args.n_train)
+    rows = reference_rows(data, args.n_train, cfg)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"n_train": args.n_train, "references": rows}, indent=2))
+    return 0
+
+
+def _add_data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML with data:, train:, evaluate: sections (the workflow's keys)")
+    p.add_argument("--data", help="embeddings file (.npy, .pt, .safetensors, .parquet); default synthetic")
+    p.add_argument("--dataset", help="a dataset written by `fmscale prepare-data` (skips building)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fmscale", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -40,6 +137,45 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-off-ratio", action="store_true", help="record off-ratio verdicts and exit 0"
     )
     p.set_defaults(func=_cmd_params)
+
+    p = sub.add_parser("prepare-data", help="build, split and standardise a dataset once")
+    _add_data_flags(p)
+    p.add_argument("--max-n-train", type=int, required=True, help="largest n_train of the grid")
+    p.add_argument("--out", required=True, help="output .safetensors")
+    p.set_defaults(func=_cmd_prepare_data)
+
+    p = sub.add_parser("train", help="train (or resume) one cell")
+    p.add_argument("--arch", required=True)
+    p.add_argument("--scale", help="scale name (default: the table's default)")
+    p.add_argument("--n-train", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--table", help="scaling table YAML (default: packaged)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints in <out>/ckpt)")
+    _add_data_flags(p)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--ckpt-every", type=int)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--ot", action="store_true", help="minibatch OT pairing of noise and data")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    for name, func, help_ in [("evaluate", _cmd_evaluate, "score a trained cell"),
+                              ("reference", _cmd_reference, "score the reference rows for one n_train")]:
+        p = sub.add_parser(name, help=help_)
+        if name == "evaluate":
+            p.add_argument("run", help="run folder written by `fmscale train`")
+            p.add_argument("--references", action="store_true", help="add the reference rows")
+            p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+            p.add_argument("--out", help="metrics file (default: <run>/metrics.json)")
+        else:
+            p.add_argument("--n-train", type=int, required=True)
+            p.add_argument("--out", required=True)
+        _add_data_flags(p)
+        p.add_argument("--nfe", help="comma-separated NFEs, e.g. 1,4,16,64")
+        p.add_argument("--solver", choices=["euler", "midpoint", "heun"])
+        p.set_defaults(func=func)
     return parser
 
 
@@ -48,7 +184,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    return args.func(args)
+    from .config import ConfigError
+    from .data import DataError
+    from .train import NonFiniteLoss, Preempted
+
+    try:
+        return args.func(args)
+    except Preempted as exc:
+        print(f"preempted: {exc}", file=sys.stderr)
+        return 143
+    except NonFiniteLoss as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except (ConfigError, DataError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

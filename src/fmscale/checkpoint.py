@@ -1,0 +1,74 @@
+"""Atomic, verified checkpoints: ``step_XXXXXXXX.pt`` plus a ``.sha256`` written after it.
+
+A checkpoint counts only when its digest file exists and matches, so a file cut short by a
+crash or a full disk is detected, reported and skipped for the previous good one. Loading uses
+``torch.load(weights_only=True)``: no pickle code ever runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+class CheckpointStore:
+    """The checkpoints of one run, newest first; keeps the last ``keep``."""
+
+    def __init__(self, root: str | Path, keep: int = 2):
+        self.root = Path(root)
+        self.keep = keep
+
+    def paths(self) -> list[Path]:
+        return sorted(self.root.glob("step_*.pt"), reverse=True)
+
+    def save(self, state: dict[str, Any], step: int) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        data = buffer.getvalue()
+        path = self.root / f"step_{step:08d}.pt"
+        _atomic_write(path, data)
+        _atomic_write(path.with_suffix(".sha256"), hashlib.sha256(data).hexdigest().encode())
+        for old in self.paths()[self.keep :]:
+            old.unlink(missing_ok=True)
+            old.with_suffix(".sha256").unlink(missing_ok=True)
+        return path
+
+    def _read(self, path: Path) -> dict[str, Any]:
+        digest_file = path.with_suffix(".sha256")
+        if not digest_file.exists():
+            raise ValueError("no digest file (the write did not finish)")
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != digest_file.read_text().strip():
+            raise ValueError(f"sha256 mismatch ({len(data)} bytes: truncated or corrupt)")
+        # On the CPU: RNG states must stay there; load_state_dict moves the rest to the device.
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+    def load_latest(self) -> dict[str, Any] | None:
+        """The newest checkpoint that verifies; warns about each one skipped."""
+        candidates = self.paths()
+        for path in candidates:
+            try:
+                return self._read(path)
+            except Exception as exc:  # any unreadable checkpoint is skipped, never fatal
+                log.warning("skipping checkpoint %s: %s", path, exc)
+        if candidates:
+            log.warning("no valid checkpoint in %s; starting over from step 0", self.root)
+        return None

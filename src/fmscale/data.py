@@ -1,0 +1,311 @@
+"""Data: the embedded synthetic mixture, user files, fixed splits and standardisation.
+
+A dataset is a pool of N x D rows cut once, by a seeded permutation, into a validation set, a
+test set and a train pool. A cell with ``n_train`` uses the first ``n_train`` rows of the train
+pool, so larger cells contain smaller ones and the held-out sets never touch any of them. Rows
+are standardised per dimension with the train pool's mean and std.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+FILE_SUFFIXES = (".npy", ".pt", ".safetensors", ".parquet")
+
+
+class DataError(ValueError):
+    """Bad data input; the message names the file (or config field) and the problem."""
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """A Gaussian mixture on a ``latent_dim``-dim subspace of R^dim plus isotropic noise."""
+
+    dim: int = 1024
+    n_rows: int = 23000
+    n_modes: int = 8
+    latent_dim: int = 16
+    mode_spread: float = 4.0
+    weight_decay: float = 0.7
+    noise_std: float = 0.05
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the rows come from and how they are split (``path`` set means a file)."""
+
+    path: str | None = None
+    n_val: int = 1000
+    n_test: int = 2000
+    seed: int = 0
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> "DataConfig":
+        """From the config's ``data:`` section (``source: synthetic | file``)."""
+        from .config import from_section
+
+        raw = dict(raw or {})
+        source = raw.pop("source", "file" if raw.get("path") else "synthetic")
+        if source not in ("synthetic", "file"):
+            raise DataError(f"data.source={source!r}; use 'synthetic' or 'file'")
+        if source == "file" and not raw.get("path"):
+            raise DataError("data.source is 'file' but data.path is not set; give the embeddings file")
+        if source == "synthetic":
+            raw.pop("path", None)
+        synthetic = from_section(SyntheticConfig, raw.pop("synthetic", None), "data.synthetic")
+        return dataclasses.replace(from_section(cls, raw, "data"), synthetic=synthetic)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Mixture:
+    """Known generating distribution of the synthetic data (raw, unstandardised space)."""
+
+    weights: torch.Tensor  # [K]
+    means: torch.Tensor  # [K, k]
+    covs: torch.Tensor  # [K, k, k]
+    basis: torch.Tensor  # [D, k], orthonormal columns
+    offset: torch.Tensor  # [D]
+    noise_std: float
+
+    def component_log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, D] raw rows -> [N, K] log(w_j) + log N(x; component j), float64."""
+        x = x.double() - self.offset.double()
+        basis = self.basis.double()
+        z = x @ basis
+        resid = x - z @ basis.T
+        k, d = basis.shape[1], basis.shape[0]
+        var = self.noise_std**2
+        covs = self.covs.double() + var * torch.eye(k, dtype=torch.float64)
+        comp = torch.distributions.MultivariateNormal(self.means.double(), covariance_matrix=covs)
+        in_plane = comp.log_prob(z[:, None, :])  # [N, K]
+        off_plane = -(resid**2).sum(-1) / (2 * var) - (d - k) / 2 * math.log(2 * math.pi * var)
+        return in_plane + off_plane[:, None] + self.weights.double().log()
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """True log-density (nats) of raw rows."""
+        return torch.logsumexp(self.component_log_probs(x), dim=-1)
+
+    def assign(self, x: torch.Tensor) -> torch.Tensor:
+        """Most likely component of each raw row."""
+        return self.component_log_probs(x).argmax(-1)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {
+            "weights": self.weights, "means": self.means, "covs": self.covs,
+            "basis": self.basis, "offset": self.offset, "noise_std": torch.tensor(self.noise_std),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor]) -> "Mixture":
+        kwargs = {k: v for k, v in state.items() if k != "noise_std"}
+        return cls(noise_std=float(state["noise_std"]), **kwargs)
+
+
+def make_mixture(cfg: SyntheticConfig, seed: int) -> Mixture:
+    """Seeded mixture: unequal weights (geometric), separated means, anisotropic covariances."""
+    if cfg.latent_dim > cfg.dim:
+        raise DataError(f"data.synthetic.latent_dim={cfg.latent_dim} exceeds dim={cfg.dim}")
+    g = torch.Generator().manual_seed(seed)
+    k = cfg.latent_dim
+    weights = cfg.weight_decay ** torch.arange(cfg.n_modes, dtype=torch.float64)
+    weights = weights / weights.sum()
+    means = torch.randn(cfg.n_modes, k, generator=g, dtype=torch.float64) * cfg.mode_spread
+    rot, _ = torch.linalg.qr(torch.randn(cfg.n_modes, k, k, generator=g, dtype=torch.float64))
+    scales = torch.exp(torch.empty(cfg.n_modes, k, dtype=torch.float64).uniform_(math.log(0.05), 0.0, generator=g))
+    covs = rot @ torch.diag_embed(scales) @ rot.transpose(1, 2)
+    basis, _ = torch.linalg.qr(torch.randn(cfg.dim, k, generator=g, dtype=torch.float64))
+    offset = torch.randn(cfg.dim, generator=g, dtype=torch.float64) * 0.5
+    return Mixture(
+        weights.float(), means.float(), covs.float(), basis.float(), offset.float(), cfg.noise_std
+    )
+
+
+def sample_mixture(mix: Mixture, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n raw rows and their true components."""
+    g = torch.Generator().manual_seed(seed)
+    comp = torch.multinomial(mix.weights.double(), n, replacement=True, generator=g)
+    chol = torch.linalg.cholesky(mix.covs.double())
+    eps = torch.randn(n, mix.means.shape[1], generator=g, dtype=torch.float64)
+    z = mix.means.double()[comp] + (chol[comp] @ eps.unsqueeze(-1)).squeeze(-1)
+    noise = torch.randn(n, mix.basis.shape[0], generator=g, dtype=torch.float64) * mix.noise_std
+    x = z @ mix.basis.double().T + noise + mix.offset.double()
+    return x.float(), comp
+
+
+def _load_array(path: Path) -> Any:
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    if suffix == ".pt":
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return _single_tensor(path, obj)
+    if suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return _single_tensor(path, load_file(str(path)))
+    if suffix == ".parquet":
+        import pandas as pd
+
+        frame = pd.read_parquet(path)
+        if frame.shape[1] == 1 and frame.dtypes.iloc[0] == object:
+            return np.stack(frame.iloc[:, 0].to_numpy())
+        bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+        if bad:
+            raise DataError(f"{path}: non-numeric column(s) {bad[:5]}; expected one numeric column per dimension")
+        return frame.to_numpy()
+    raise DataError(f"{path}: unsupported file type '{suffix}'; use one of {', '.join(FILE_SUFFIXES)}")
+
+
+def _single_tensor(path: Path, obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if isinstance(obj, dict):
+        tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        if "embeddings" in tensors:
+            return tensors["embeddings"]
+        if len(tensors) == 1:
+            return next(iter(tensors.values()))
+        raise DataError(f"{path}: holds tensors {sorted(tensors)}; name the N x D one 'embeddings'")
+    raise DataError(f"{path}: holds a {type(obj).__name__}, expected an N x D tensor")
+
+
+def load_embeddings(path: str | Path, min_rows: int = 1) -> torch.Tensor:
+    """Read an N x D float file (.npy, .pt, .safetensors, .parquet) and check it thoroughly."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    try:
+        arr = _load_array(path)
+    except DataError:
+        raise
+    except Exception as exc:  # corrupt or unreadable files raise many library-specific errors
+        raise DataError(f"{path}: cannot read as {path.suffix} ({type(exc).__name__}: {exc})") from None
+    if isinstance(arr, np.ndarray):
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            raise DataError(f"{path}: dtype {arr.dtype} is not numeric; expected N x D floats")
+        arr = torch.from_numpy(np.ascontiguousarray(arr))
+    if arr.dtype == torch.bool or arr.is_complex():
+        raise DataError(f"{path}: dtype {arr.dtype} is not real-valued; expected N x D floats")
+    if arr.dim() != 2:
+        raise DataError(f"{path}: expected a 2-D array of N rows x D dims, got shape {tuple(arr.shape)}")
+    x = arr.float()
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        rows = torch.nonzero(bad.any(1)).flatten()
+        raise DataError(f"{path}: {int(bad.sum())} NaN/Inf value(s), first in row(s) {rows[:5].tolist()}")
+    if x.shape[0] < min_rows:
+        raise DataError(
+            f"{path}: {x.shape[0]} rows, but the largest n_train plus validation and test sets "
+            f"needs {min_rows}; lower n_train, data.n_val or data.n_test, or add rows"
+        )
+    return x
+
+
+@dataclass
+class Dataset:
+    """Standardised splits of one dataset plus what is needed to undo the standardisation."""
+
+    train_pool: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    fingerprint: str
+    source: str
+    mixture: Mixture | None = None
+
+    @property
+    def dim(self) -> int:
+        return self.train_pool.shape[1]
+
+    def train(self, n_train: int) -> torch.Tensor:
+        """The first ``n_train`` rows of the train pool (nested across n_train)."""
+        if not 0 < n_train <= len(self.train_pool):
+            raise DataError(f"n_train={n_train} must be in [1, {len(self.train_pool)}] (train pool size)")
+        return self.train_pool[:n_train]
+
+    def unstandardise(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std + self.mean
+
+    def save(self, path: str | Path) -> None:
+        """One safetensors file with splits, statistics and (synthetic) the mixture."""
+        from safetensors.torch import save_file
+
+        tensors = {"train_pool": self.train_pool, "val": self.val, "test": self.test, "mean": self.mean, "std": self.std}
+        if self.mixture is not None:
+            tensors.update({f"mixture.{k}": v.float() for k, v in self.mixture.state().items()})
+        meta = {"fingerprint": self.fingerprint, "source": self.source}
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(f"{path}.tmp")
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Dataset":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata()
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as exc:
+            raise DataError(f"{path}: not a readable prepared dataset ({exc}); rerun prepare_data") from None
+        mix = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("mixture.")}
+        return cls(
+            train_pool=tensors["train_pool"], val=tensors["val"], test=tensors["test"],
+            mean=tensors["mean"], std=tensors["std"], fingerprint=meta["fingerprint"],
+            source=meta["source"], mixture=Mixture.from_state(mix) if mix else None,
+        )
+
+
+def fingerprint(x: torch.Tensor, cfg: DataConfig) -> str:
+    """sha256 of the raw rows and the split settings (first 16 hex digits)."""
+    h = hashlib.sha256(x.contiguous().numpy().tobytes())
+    h.update(json.dumps({"n_val": cfg.n_val, "n_test": cfg.n_test, "seed": cfg.seed}).encode())
+    return h.hexdigest()[:16]
+
+
+def build_dataset(cfg: DataConfig, max_n_train: int = 1) -> Dataset:
+    """Load or generate the rows, split them and standardise with train-pool statistics."""
+    need = max_n_train + cfg.n_val + cfg.n_test
+    mixture = None
+    if cfg.path:
+        raw = load_embeddings(cfg.path, min_rows=need)
+        source = str(cfg.path)
+    else:
+        if cfg.synthetic.n_rows < need:
+            raise DataError(
+                f"data.synthetic.n_rows={cfg.synthetic.n_rows} is below the largest n_train "
+                f"({max_n_train}) + n_val ({cfg.n_val}) + n_test ({cfg.n_test}) = {need}"
+            )
+        mixture = make_mixture(cfg.synthetic, cfg.seed)
+        raw, _ = sample_mixture(mixture, cfg.synthetic.n_rows, cfg.seed + 1)
+        source = "synthetic"
+    perm = torch.randperm(len(raw), generator=torch.Generator().manual_seed(cfg.seed))
+    val, test = raw[perm[: cfg.n_val]], raw[perm[cfg.n_val : cfg.n_val + cfg.n_test]]
+    pool = raw[perm[cfg.n_val + cfg.n_test :]]
+    mean, std = pool.mean(0), pool.std(0)
+    flat = std < 1e-8
+    if flat.any():
+        log.warning("%d constant dimension(s) in the train pool; left unscaled", int(flat.sum()))
+        std = torch.where(flat, torch.ones_like(std), std)
+    return Dataset(
+        train_pool=(pool - mean) / std, val=(val - mean) / std, test=(test - mean) / std,
+        mean=mean, std=std, fingerprint=fingerprint(raw, cfg), source=source, mixture=mixture,
+    )

@@ -1,0 +1,180 @@
+"""Evaluate one cell: sample its EMA model, score the samples, and score the reference rows."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import EvalConfig
+from .data import Dataset, Mixture
+from .flow import cfm_loss, sample
+from .metrics import distribution_metrics, gaussian_fit_samples, pca_basis
+from .models import create_model
+from .train import pick_device
+
+VAL_NOISE_SEED = 20_240_101
+SAMPLE_NOISE_SEED = 31_337
+
+
+class CellError(ValueError):
+    """A run folder that cannot be evaluated; the message names the file and the fix."""
+
+
+def load_cell(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """The cell's EMA model (in eval mode) and its ``cell.json``."""
+    run_dir = Path(run_dir)
+    cell_file, weights = run_dir / "cell.json", run_dir / "model.safetensors"
+    for f in (cell_file, weights):
+        if not f.exists():
+            raise CellError(f"{f}: missing; train the cell first (fmscale train ... --out {run_dir})")
+    try:
+        cell = json.loads(cell_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise CellError(f"{cell_file}: not valid JSON ({exc}); retrain the cell") from None
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:
+        raise CellError(f"{weights}: unreadable ({exc}); retrain the cell") from None
+    model = create_model(cell["arch"], cell["scale"], data_dim=cell["data_dim"], table=cell.get("table"), **cell["row"])
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CellError(f"{weights}: does not match {cell['arch']}/{cell['scale']} ({exc})") from None
+    return model.to(device).eval(), cell
+
+
+@torch.no_grad()
+def validation_loss(model: nn.Module, val: torch.Tensor, batch_size: int = 1000) -> tuple[float, float]:
+    """CFM loss on the validation set with fixed noise and times, and v = 0's loss on the same."""
+    g = torch.Generator().manual_seed(VAL_NOISE_SEED)
+    x0 = torch.randn(val.shape, generator=g)
+    t = torch.rand(len(val), generator=g)
+    device = next(model.parameters()).device
+    total = 0.0
+    for i in range(0, len(val), batch_size):
+        sl = slice(i, i + batch_size)
+        loss = cfm_loss(model, x0[sl].to(device), val[sl].to(device), t[sl].to(device))
+        total += loss.item() * len(val[sl])
+    return total / len(val), ((val - x0) ** 2).mean().item()
+
+
+@torch.no_grad()
+def generate(model: nn.Module, n: int, dim: int, nfe: int, solver: str, batch_size: int) -> torch.Tensor:
+    """n samples from fixed noise (the same for every cell), on the CPU."""
+    x0 = torch.randn(n, dim, generator=torch.Generator().manual_seed(SAMPLE_NOISE_SEED))
+    device = next(model.parameters()).device
+    out = [sample(model, x0[i : i + batch_size].to(device), nfe, solver).cpu() for i in range(0, n, batch_size)]
+    return torch.cat(out)
+
+
+def synthetic_metrics(samples: torch.Tensor, data: Dataset, quantile: float = 0.999) -> dict[str, float]:
+    """Mode metrics against the known mixture (samples are standardised; mapped back first).
+
+    A sample is on a mode when its in-plane Mahalanobis distance to its most likely
+    component is within the chi-square ``quantile``; a mode is covered when it holds at least
+    a quarter of its expected share of samples.
+    """
+    from scipy.stats import chi2
+
+    mix: Mixture = data.mixture
+    raw = data.unstandardise(samples).double()
+    comp = mix.assign(raw)
+    z = (raw - mix.offset.double()) @ mix.basis.double()
+    k = z.shape[1]
+    covs = mix.covs.double() + mix.noise_std**2 * torch.eye(k, dtype=torch.float64)
+    diff = (z - mix.means.double()[comp]).unsqueeze(-1)
+    d2 = (diff.transpose(1, 2) @ torch.linalg.solve(covs[comp], diff)).flatten()
+    on_mode = d2 <= chi2.ppf(quantile, k)
+    counts = torch.bincount(comp[on_mode], minlength=len(mix.weights)).double()
+    weights = mix.weights.double()
+    expected = weights * len(samples)
+    hist = (counts + 0.5) / (counts.sum() + 0.5 * len(counts))
+    return {
+        "modes_covered": int((counts >= 0.25 * expected).sum()),
+        "modes_total": len(counts),
+        "on_mode_fraction": on_mode.double().mean().item(),
+        "mode_kl": (weights * (weights / hist).log()).sum().item(),
+        "logpdf_per_dim": (mix.log_prob(raw).mean() / raw.shape[1]).item(),
+    }
+
+
+def score(samples: torch.Tensor, data: Dataset, train: torch.Tensor, cfg: EvalConfig, pca: Any) -> dict[str, float]:
+    """Every distribution metric (full and PCA space), plus the mode metrics on synthetic data."""
+    test = data.test[: cfg.n_samples]
+    out = distribution_metrics(samples, test, train, pca=pca, k=cfg.knn_k, seed=cfg.seed)
+    if data.mixture is not None:
+        out.update(synthetic_metrics(samples, data))
+    return out
+
+
+def reference_rows(data: Dataset, n_train: int, cfg: EvalConfig) -> dict[str, dict[str, float]]:
+    """The rows a model's metrics are read against, for this dataset and n_train.
+
+    real_holdout: validation rows the training never saw (the floor a perfect model reaches
+    at this sample size); gaussian_fit: samples of N(mean, cov) of the training rows;
+    memoriser: training rows drawn with replacement (a model that copies its data).
+    """
+    train = data.train(n_train)
+    pca = pca_basis(data.train_pool, cfg.pca_dims)
+    n = min(cfg.n_samples, len(data.test))
+    pick = torch.randint(n_train, (n,), generator=torch.Generator().manual_seed(cfg.seed))
+    candidates = {
+        "real_holdout": data.val[:n],
+        "gaussian_fit": gaussian_fit_samples(train, n, seed=cfg.seed),
+        "memoriser": train[pick],
+    }
+    return {name: score(s, data, train, cfg, pca) for name, s in candidates.items()}
+
+
+def evaluate_cell(
+    run_dir: str | Path,
+    data: Dataset,
+    cfg: EvalConfig,
+    device: str = "auto",
+    references: bool = False,
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    """Score a trained cell at every NFE in ``cfg.nfe``; write ``metrics.json`` (or ``out``)."""
+    run_dir = Path(run_dir)
+    start = time.perf_counter()
+    model, cell = load_cell(run_dir, pick_device(device))
+    if cell["data_fingerprint"] != data.fingerprint:
+        raise CellError(
+            f"{run_dir}: trained on data {cell['data_fingerprint']}, but the given data is "
+            f"{data.fingerprint}; evaluate with the data the cell was trained on"
+        )
+    train = data.train(cell["n_train"])
+    pca = pca_basis(data.train_pool, cfg.pca_dims)
+    n = min(cfg.n_samples, len(data.test))
+    val_loss, zero_loss = validation_loss(model, data.val, cfg.batch_size)
+    by_nfe = {}
+    for nfe in sorted(cfg.nfe):
+        samples = generate(model, n, data.dim, nfe, cfg.solver, cfg.batch_size)
+        by_nfe[str(nfe)] = score(samples, data, train, cfg, pca)
+    headline = str(max(cfg.nfe))
+    result = {
+        "cell": {k: cell[k] for k in ("arch", "scale", "n_train", "seed", "n_params", "steps")},
+        "val_loss": val_loss,
+        "val_loss_zero_velocity": zero_loss,
+        "val_loss_ratio": val_loss / zero_loss,
+        "solver": cfg.solver,
+        "headline_nfe": int(headline),
+        "n_samples": n,
+        "metrics": by_nfe[headline],
+        "by_nfe": by_nfe,
+        "eval_time_s": round(time.perf_counter() - start, 2),
+    }
+    if references:
+        result["references"] = reference_rows(data, cell["n_train"], cfg)
+    path = Path(out) if out else run_dir / "metrics.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(path)
+    return result

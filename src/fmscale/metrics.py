@@ -1,0 +1,242 @@
+"""Sample-quality metrics for generated D-dim vectors against real data.
+
+Inputs are float32 tensors [N, D] (rows are points). All arithmetic is float64 on the inputs'
+device; pairwise distances are Euclidean and come from ||x||^2 + ||y||^2 - 2 x.y, clamped at 0,
+so exact copies sit at distance ~1e-7 rather than exactly 0. Nearest-neighbour searches run over
+row chunks of the reference set, so a large reference set (e.g. a 100k-row training set) never
+needs a full distance matrix. Randomness comes only from a local generator seeded by `seed`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+_KNN_CHUNK = 2048
+
+
+def _mean_cov(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Float64 mean [D] and unbiased (N - 1) covariance [D, D] of the rows of x."""
+    x = x.double()
+    mean = x.mean(dim=0)
+    centred = x - mean
+    return mean, centred.T @ centred / (len(x) - 1)
+
+
+def _psd_sqrt(s: Tensor) -> Tensor:
+    """Symmetric square root V diag(sqrt(max(lambda, 0))) V^T of a symmetric PSD matrix."""
+    eigvals, eigvecs = torch.linalg.eigh(s)
+    return (eigvecs * eigvals.clamp_min(0).sqrt()) @ eigvecs.T
+
+
+def _sq_dists(a: Tensor, b: Tensor) -> Tensor:
+    """Float64 squared Euclidean distances [len(a), len(b)]."""
+    a, b = a.double(), b.double()
+    sq = a.pow(2).sum(1, keepdim=True) + b.pow(2).sum(1) - 2 * a @ b.T
+    return sq.clamp_min_(0)
+
+
+def _knn(
+    query: Tensor, ref: Tensor, k: int, *, exclude_self: bool = False, chunk: int = _KNN_CHUNK
+) -> tuple[Tensor, Tensor]:
+    """Distances and indices [len(query), k], ascending, of each query row's k nearest ref rows.
+
+    `ref` is scanned in chunks of `chunk` rows, keeping a running top-k. With `exclude_self`,
+    query and ref are the same set and row i never counts as its own neighbour.
+    """
+    if len(ref) - int(exclude_self) < k:
+        raise ValueError(f"need at least {k} reference rows besides the query, got {len(ref)}")
+    n = len(query)
+    best_d = torch.full((n, k), float("inf"), dtype=torch.float64, device=query.device)
+    best_i = torch.zeros((n, k), dtype=torch.long, device=query.device)
+    rows = torch.arange(n, device=query.device)
+    for start in range(0, len(ref), chunk):
+        block = ref[start : start + chunk]
+        d = _sq_dists(query, block)
+        if exclude_self:
+            own = (rows >= start) & (rows < start + len(block))
+            d[rows[own], rows[own] - start] = float("inf")
+        idx = torch.arange(start, start + len(block), device=query.device).expand(n, -1)
+        best_d, pos = torch.cat([best_d, d], 1).topk(k, dim=1, largest=False)
+        best_i = torch.cat([best_i, idx], 1).gather(1, pos)
+    return best_d.sqrt(), best_i
+
+
+def frechet_distance(a: Tensor, b: Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to a and b (ideal 0).
+
+    FD = ||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a^{1/2} S_b S_a^{1/2})^{1/2}), unbiased
+    covariances, matrix square roots by float64 eigh with negative eigenvalues clamped to 0.
+    """
+    mu_a, s_a = _mean_cov(a)
+    mu_b, s_b = _mean_cov(b)
+    root_a = _psd_sqrt(s_a)
+    middle = root_a @ s_b @ root_a
+    cross = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
+    return float((mu_a - mu_b).pow(2).sum() + s_a.trace() + s_b.trace() - 2 * cross)
+
+
+def pca_basis(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """(mean [D], components [D, k]) of x's top-k principal directions, float32.
+
+    Components are the covariance eigenvectors with the k largest eigenvalues, in descending
+    order, each signed so that its largest-magnitude entry is positive.
+    """
+    mean, cov = _mean_cov(x)
+    components = torch.linalg.eigh(cov).eigenvectors.flip(1)[:, :k]
+    peak = components.abs().argmax(dim=0)
+    signs = components.gather(0, peak.unsqueeze(0)).sign()
+    return mean.float(), (components * signs).float()
+
+
+def project(x: Tensor, basis: tuple[Tensor, Tensor]) -> Tensor:
+    """Coordinates (x - mean) @ components [N, k] of x in a `pca_basis`."""
+    mean, components = basis
+    return (x - mean) @ components
+
+
+def _median_heuristic(d_aa: Tensor, d_bb: Tensor, d_ab: Tensor) -> Tensor:
+    """Lower median of the squared distances over all distinct pairs of the pooled set."""
+    upper_a = torch.ones_like(d_aa, dtype=torch.bool).triu(1)
+    upper_b = torch.ones_like(d_bb, dtype=torch.bool).triu(1)
+    return torch.cat([d_aa[upper_a], d_bb[upper_b], d_ab.flatten()]).median()
+
+
+def _offdiag_mean(kernel: Tensor) -> Tensor:
+    """Mean of a square matrix's off-diagonal entries."""
+    n = len(kernel)
+    return (kernel.sum() - kernel.diagonal().sum()) / (n * (n - 1))
+
+
+def mmd2_unbiased(a: Tensor, b: Tensor, bandwidth: float | None = None) -> float:
+    """Unbiased MMD^2 (Gretton et al. 2012) with an RBF kernel (ideal 0; can dip below 0).
+
+    MMD^2_u = mean_{i!=j} k(a_i, a_j) + mean_{i!=j} k(b_i, b_j) - 2 mean_{i,j} k(a_i, b_j),
+    k(x, y) = exp(-||x - y||^2 / (2 sigma^2)), sigma = `bandwidth`. With bandwidth None,
+    2 sigma^2 = the lower median of ||x - y||^2 over the distinct pairs of the pooled set
+    (i.e. sigma^2 = median / 2, so k = exp(-||x - y||^2 / median)).
+    """
+    d_aa, d_bb, d_ab = _sq_dists(a, a), _sq_dists(b, b), _sq_dists(a, b)
+    if bandwidth is None:
+        two_sigma2 = _median_heuristic(d_aa, d_bb, d_ab)
+    else:
+        two_sigma2 = 2 * bandwidth**2
+    within = _offdiag_mean((-d_aa / two_sigma2).exp()) + _offdiag_mean((-d_bb / two_sigma2).exp())
+    return float(within - 2 * (-d_ab / two_sigma2).exp().mean())
+
+
+def prdc(real: Tensor, fake: Tensor, k: int = 5) -> dict[str, float]:
+    """Precision, recall, density, coverage of Naeem et al. 2020 (ideal 1, 1, ~1, 1).
+
+    Radius of a point = distance to its k-th nearest neighbour in its own set (self excluded);
+    "in ball(x)" means strictly closer to x than x's radius. precision = fraction of fake in some
+    real ball; recall = fraction of real in some fake ball; density = (1 / (k M)) sum_j sum_i
+    1[fake_j in ball(real_i)]; coverage = fraction of real_i whose nearest fake is in ball(real_i).
+    """
+    real_radii = _knn(real, real, k, exclude_self=True)[0][:, -1]
+    fake_radii = _knn(fake, fake, k, exclude_self=True)[0][:, -1]
+    dist = _sq_dists(real, fake).sqrt()
+    in_real_ball = dist < real_radii.unsqueeze(1)
+    return {
+        "precision": float(in_real_ball.any(dim=0).double().mean()),
+        "recall": float((dist < fake_radii.unsqueeze(0)).any(dim=1).double().mean()),
+        "density": float(in_real_ball.sum(dim=0).double().mean() / k),
+        "coverage": float((dist.min(dim=1).values < real_radii).double().mean()),
+    }
+
+
+def one_nn_accuracy(real: Tensor, fake: Tensor) -> float:
+    """Leave-one-out 1-NN two-sample classifier accuracy on real U fake.
+
+    Each point is labelled by its nearest other point in the union; 0.5 = indistinguishable
+    (for equal sizes), 1.0 = separable, 0.0 = fake copies real.
+    """
+    union = torch.cat([real, fake])
+    labels = torch.cat([torch.zeros(len(real)), torch.ones(len(fake))]).to(union.device)
+    nearest = _knn(union, union, 1, exclude_self=True)[1][:, 0]
+    return float((labels[nearest] == labels).double().mean())
+
+
+def sliced_wasserstein(a: Tensor, b: Tensor, n_projections: int = 256, seed: int = 0) -> float:
+    """Sliced 2-Wasserstein distance (ideal 0) between equal-size sets; unequal sizes raise.
+
+    SW2 = sqrt(mean over theta of W2^2(a.theta, b.theta)) over `n_projections` random unit
+    directions theta drawn from a generator seeded with `seed`; each 1-D W2^2 is the mean
+    squared difference of the sorted projections.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"sliced_wasserstein needs equal sizes, got {len(a)} and {len(b)}")
+    generator = torch.Generator().manual_seed(seed)
+    theta = torch.randn(a.shape[1], n_projections, generator=generator, dtype=torch.float64)
+    theta = (theta / theta.norm(dim=0, keepdim=True)).to(a.device)
+    proj_a = (a.double() @ theta).sort(dim=0).values
+    proj_b = (b.double() @ theta).sort(dim=0).values
+    return float((proj_a - proj_b).pow(2).mean().sqrt())
+
+
+def memorisation(
+    samples: Tensor, train: Tensor, test: Tensor, threshold: float = 1 / 3, chunk: int = 4096
+) -> dict[str, float]:
+    """Training-set copying of `samples`, with nearest neighbours found over chunks of train.
+
+    memorised_fraction = fraction of samples with d1 < threshold * d2, d1 and d2 the distances
+    to the nearest and second-nearest training point (ideal ~0). nn_train_test_ratio = lower
+    median over samples of d1 / (distance to the nearest test point) (~1 when the model
+    generalises and train and test are equal-size draws; -> 0 when it copies train).
+    """
+    train_d = _knn(samples, train, 2, chunk=chunk)[0]
+    test_d = _knn(samples, test, 1, chunk=chunk)[0][:, 0]
+    return {
+        "memorised_fraction": float((train_d[:, 0] < threshold * train_d[:, 1]).double().mean()),
+        "nn_train_test_ratio": float((train_d[:, 0] / test_d).median()),
+    }
+
+
+def variance_ratio(samples: Tensor, real: Tensor) -> float:
+    """Mean over dimensions of var(samples_d) / var(real_d) (1 = matched spread, >1 = excess)."""
+    return float((samples.double().var(dim=0) / real.double().var(dim=0)).mean())
+
+
+def gaussian_fit_samples(x: Tensor, n: int, seed: int) -> Tensor:
+    """n float32 draws from N(mean(x), cov(x)) as mean + z cov^{1/2}, z ~ N(0, I) seeded.
+
+    The symmetric square root comes from eigh (negative eigenvalues clamped), so a singular
+    covariance (N <= D) works: the draws stay in the affine span of x.
+    """
+    mean, cov = _mean_cov(x)
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, x.shape[1], generator=generator, dtype=torch.float64).to(x.device)
+    return (mean + z @ _psd_sqrt(cov)).float()
+
+
+def _space_metrics(samples: Tensor, real: Tensor, k: int, seed: int) -> dict[str, float]:
+    """FD, MMD^2, PRDC on the full sets; 1-NN accuracy and SW2 on the first min(sizes) rows."""
+    m = min(len(samples), len(real))
+    out = {"fd": frechet_distance(samples, real), "mmd2": mmd2_unbiased(samples, real)}
+    out.update(prdc(real, samples, k))
+    out["one_nn_acc"] = one_nn_accuracy(real[:m], samples[:m])
+    out["sw2"] = sliced_wasserstein(samples[:m], real[:m], seed=seed)
+    return out
+
+
+def distribution_metrics(
+    samples: Tensor,
+    real: Tensor,
+    train: Tensor,
+    *,
+    pca: tuple[Tensor, Tensor],
+    k: int = 5,
+    seed: int = 0,
+) -> dict[str, float]:
+    """All metrics of `samples` against held-out `real`, as one flat dict.
+
+    Keys: fd, mmd2, precision, recall, density, coverage, one_nn_acc, sw2 in the full space; the
+    same with suffix _pca after `project(., pca)`; variance_ratio; and memorised_fraction,
+    nn_train_test_ratio from `memorisation(samples, train, real)` in the full space.
+    """
+    out = _space_metrics(samples, real, k, seed)
+    projected = _space_metrics(project(samples, pca), project(real, pca), k, seed)
+    out.update({f"{name}_pca": value for name, value in projected.items()})
+    out["variance_ratio"] = variance_ratio(samples, real)
+    out.update(memorisation(samples, train, real))
+    return out
