@@ -1,18 +1,18 @@
 """Sample-quality metrics for generated D-dim vectors against real data.
 
-Inputs are float32 tensors [N, D] (rows are points). All arithmetic is float64 on the inputs'
-device; pairwise distances are Euclidean and come from ||x||^2 + ||y||^2 - 2 x.y, clamped at 0,
-so exact copies sit at distance ~1e-7 rather than exactly 0. Nearest-neighbour searches run over
-row chunks of the reference set, so a large reference set (e.g. a 100k-row training set) never
-needs a full distance matrix. Randomness comes only from a local generator seeded by `seed`.
-"""
+Inputs are float32 tensors [N, D] (rows are points); metrics compute in float64 on the inputs'
+device. Distances are Euclidean, from ||x||^2 + ||y||^2 - 2 x.y clamped at 0, so exact copies
+sit at distance ~1e-7 rather than exactly 0. MMD, PRDC and 1-NN hold the full float64 distance
+matrices of real and fake (200 MB each at 5000 x 5000); memorisation scans the training set in
+row chunks, so a 100k-row training set never needs a full matrix. Randomness comes only from a
+local generator seeded by `seed`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
-
-_KNN_CHUNK = 2048
 
 
 def _mean_cov(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -32,34 +32,47 @@ def _psd_sqrt(s: Tensor) -> Tensor:
 def _sq_dists(a: Tensor, b: Tensor) -> Tensor:
     """Float64 squared Euclidean distances [len(a), len(b)]."""
     a, b = a.double(), b.double()
-    sq = a.pow(2).sum(1, keepdim=True) + b.pow(2).sum(1) - 2 * a @ b.T
+    sq = torch.addmm(b.pow(2).sum(1), a, b.T, alpha=-2).add_(a.pow(2).sum(1, keepdim=True))
     return sq.clamp_min_(0)
 
 
-def _knn(
-    query: Tensor, ref: Tensor, k: int, *, exclude_self: bool = False, chunk: int = _KNN_CHUNK
-) -> tuple[Tensor, Tensor]:
-    """Distances and indices [len(query), k], ascending, of each query row's k nearest ref rows.
+@dataclass(frozen=True)
+class _Pairwise:
+    """Squared distances within real, within fake and real x fake [len(real), len(fake)].
 
-    `ref` is scanned in chunks of `chunk` rows, keeping a running top-k. With `exclude_self`,
-    query and ref are the same set and row i never counts as its own neighbour.
+    The within-set diagonals are +inf: no point is its own neighbour, and its self-kernel is 0.
     """
-    if len(ref) - int(exclude_self) < k:
-        raise ValueError(f"need at least {k} reference rows besides the query, got {len(ref)}")
-    n = len(query)
-    best_d = torch.full((n, k), float("inf"), dtype=torch.float64, device=query.device)
-    best_i = torch.zeros((n, k), dtype=torch.long, device=query.device)
-    rows = torch.arange(n, device=query.device)
+
+    real: Tensor
+    fake: Tensor
+    cross: Tensor
+
+    def head(self, m: int) -> _Pairwise:
+        """The same distances restricted to the first m rows of each set."""
+        return _Pairwise(self.real[:m, :m], self.fake[:m, :m], self.cross[:m, :m])
+
+
+def _pairwise(real: Tensor, fake: Tensor) -> _Pairwise:
+    """All squared distances of real and fake, computed once for MMD, PRDC and 1-NN."""
+    return _Pairwise(
+        _sq_dists(real, real).fill_diagonal_(float("inf")),
+        _sq_dists(fake, fake).fill_diagonal_(float("inf")),
+        _sq_dists(real, fake),
+    )
+
+
+def _knn(query: Tensor, ref: Tensor, k: int, chunk: int) -> Tensor:
+    """Ascending distances [len(query), k] from each query row to its k nearest ref rows.
+
+    `ref` is scanned in chunks of `chunk` rows, keeping a running top-k.
+    """
+    if len(ref) < k:
+        raise ValueError(f"need at least {k} reference rows, got {len(ref)}")
+    best = torch.full((len(query), k), float("inf"), dtype=torch.float64, device=query.device)
     for start in range(0, len(ref), chunk):
-        block = ref[start : start + chunk]
-        d = _sq_dists(query, block)
-        if exclude_self:
-            own = (rows >= start) & (rows < start + len(block))
-            d[rows[own], rows[own] - start] = float("inf")
-        idx = torch.arange(start, start + len(block), device=query.device).expand(n, -1)
-        best_d, pos = torch.cat([best_d, d], 1).topk(k, dim=1, largest=False)
-        best_i = torch.cat([best_i, idx], 1).gather(1, pos)
-    return best_d.sqrt(), best_i
+        d = _sq_dists(query, ref[start : start + chunk])
+        best = torch.cat([best, d], 1).topk(k, dim=1, largest=False).values
+    return best.sqrt()
 
 
 def frechet_distance(a: Tensor, b: Tensor) -> float:
@@ -95,17 +108,24 @@ def project(x: Tensor, basis: tuple[Tensor, Tensor]) -> Tensor:
     return (x - mean) @ components
 
 
-def _median_heuristic(d_aa: Tensor, d_bb: Tensor, d_ab: Tensor) -> Tensor:
+def _median_heuristic(p: _Pairwise) -> Tensor:
     """Lower median of the squared distances over all distinct pairs of the pooled set."""
-    upper_a = torch.ones_like(d_aa, dtype=torch.bool).triu(1)
-    upper_b = torch.ones_like(d_bb, dtype=torch.bool).triu(1)
-    return torch.cat([d_aa[upper_a], d_bb[upper_b], d_ab.flatten()]).median()
+    upper_real = torch.ones_like(p.real, dtype=torch.bool).triu(1)
+    upper_fake = torch.ones_like(p.fake, dtype=torch.bool).triu(1)
+    return torch.cat([p.real[upper_real], p.fake[upper_fake], p.cross.flatten()]).median()
 
 
-def _offdiag_mean(kernel: Tensor) -> Tensor:
-    """Mean of a square matrix's off-diagonal entries."""
-    n = len(kernel)
-    return (kernel.sum() - kernel.diagonal().sum()) / (n * (n - 1))
+def _mmd2(p: _Pairwise, bandwidth: float | None) -> float:
+    """Unbiased MMD^2 from pairwise squared distances (see `mmd2_unbiased`)."""
+    if bandwidth is None:
+        two_sigma2 = _median_heuristic(p)
+    else:
+        two_sigma2 = 2 * bandwidth**2
+    n_real, n_fake = p.cross.shape
+    # The +inf diagonals make the self-kernels 0, so full sums are off-diagonal sums.
+    within_real = (-p.real / two_sigma2).exp().sum() / (n_real * (n_real - 1))
+    within_fake = (-p.fake / two_sigma2).exp().sum() / (n_fake * (n_fake - 1))
+    return float(within_real + within_fake - 2 * (-p.cross / two_sigma2).exp().mean())
 
 
 def mmd2_unbiased(a: Tensor, b: Tensor, bandwidth: float | None = None) -> float:
@@ -116,13 +136,23 @@ def mmd2_unbiased(a: Tensor, b: Tensor, bandwidth: float | None = None) -> float
     2 sigma^2 = the lower median of ||x - y||^2 over the distinct pairs of the pooled set
     (i.e. sigma^2 = median / 2, so k = exp(-||x - y||^2 / median)).
     """
-    d_aa, d_bb, d_ab = _sq_dists(a, a), _sq_dists(b, b), _sq_dists(a, b)
-    if bandwidth is None:
-        two_sigma2 = _median_heuristic(d_aa, d_bb, d_ab)
-    else:
-        two_sigma2 = 2 * bandwidth**2
-    within = _offdiag_mean((-d_aa / two_sigma2).exp()) + _offdiag_mean((-d_bb / two_sigma2).exp())
-    return float(within - 2 * (-d_ab / two_sigma2).exp().mean())
+    return _mmd2(_pairwise(a, b), bandwidth)
+
+
+def _prdc(p: _Pairwise, k: int) -> dict[str, float]:
+    """PRDC from pairwise squared distances (see `prdc`)."""
+    if min(p.cross.shape) <= k:
+        raise ValueError(f"prdc needs more than k = {k} points per set, got {tuple(p.cross.shape)}")
+    real_radii = p.real.kthvalue(k, dim=1).values.sqrt()
+    fake_radii = p.fake.kthvalue(k, dim=1).values.sqrt()
+    dist = p.cross.sqrt()
+    in_real_ball = dist < real_radii.unsqueeze(1)
+    return {
+        "precision": float(in_real_ball.any(dim=0).double().mean()),
+        "recall": float((dist < fake_radii.unsqueeze(0)).any(dim=1).double().mean()),
+        "density": float(in_real_ball.sum(dim=0).double().mean() / k),
+        "coverage": float((dist.min(dim=1).values < real_radii).double().mean()),
+    }
 
 
 def prdc(real: Tensor, fake: Tensor, k: int = 5) -> dict[str, float]:
@@ -133,16 +163,15 @@ def prdc(real: Tensor, fake: Tensor, k: int = 5) -> dict[str, float]:
     real ball; recall = fraction of real in some fake ball; density = (1 / (k M)) sum_j sum_i
     1[fake_j in ball(real_i)]; coverage = fraction of real_i whose nearest fake is in ball(real_i).
     """
-    real_radii = _knn(real, real, k, exclude_self=True)[0][:, -1]
-    fake_radii = _knn(fake, fake, k, exclude_self=True)[0][:, -1]
-    dist = _sq_dists(real, fake).sqrt()
-    in_real_ball = dist < real_radii.unsqueeze(1)
-    return {
-        "precision": float(in_real_ball.any(dim=0).double().mean()),
-        "recall": float((dist < fake_radii.unsqueeze(0)).any(dim=1).double().mean()),
-        "density": float(in_real_ball.sum(dim=0).double().mean() / k),
-        "coverage": float((dist.min(dim=1).values < real_radii).double().mean()),
-    }
+    return _prdc(_pairwise(real, fake), k)
+
+
+def _one_nn(p: _Pairwise) -> float:
+    """Leave-one-out 1-NN accuracy from pairwise squared distances (see `one_nn_accuracy`)."""
+    # A tie between the nearest real and the nearest fake point is read as "real".
+    real_right = p.real.min(dim=1).values <= p.cross.min(dim=1).values
+    fake_right = p.fake.min(dim=1).values < p.cross.min(dim=0).values
+    return float(torch.cat([real_right, fake_right]).double().mean())
 
 
 def one_nn_accuracy(real: Tensor, fake: Tensor) -> float:
@@ -151,10 +180,7 @@ def one_nn_accuracy(real: Tensor, fake: Tensor) -> float:
     Each point is labelled by its nearest other point in the union; 0.5 = indistinguishable
     (for equal sizes), 1.0 = separable, 0.0 = fake copies real.
     """
-    union = torch.cat([real, fake])
-    labels = torch.cat([torch.zeros(len(real)), torch.ones(len(fake))]).to(union.device)
-    nearest = _knn(union, union, 1, exclude_self=True)[1][:, 0]
-    return float((labels[nearest] == labels).double().mean())
+    return _one_nn(_pairwise(real, fake))
 
 
 def sliced_wasserstein(a: Tensor, b: Tensor, n_projections: int = 256, seed: int = 0) -> float:
@@ -184,8 +210,8 @@ def memorisation(
     median over samples of d1 / (distance to the nearest test point) (~1 when the model
     generalises and train and test are equal-size draws; -> 0 when it copies train).
     """
-    train_d = _knn(samples, train, 2, chunk=chunk)[0]
-    test_d = _knn(samples, test, 1, chunk=chunk)[0][:, 0]
+    train_d = _knn(samples, train, 2, chunk)
+    test_d = _knn(samples, test, 1, chunk)[:, 0]
     return {
         "memorised_fraction": float((train_d[:, 0] < threshold * train_d[:, 1]).double().mean()),
         "nn_train_test_ratio": float((train_d[:, 0] / test_d).median()),
@@ -212,9 +238,10 @@ def gaussian_fit_samples(x: Tensor, n: int, seed: int) -> Tensor:
 def _space_metrics(samples: Tensor, real: Tensor, k: int, seed: int) -> dict[str, float]:
     """FD, MMD^2, PRDC on the full sets; 1-NN accuracy and SW2 on the first min(sizes) rows."""
     m = min(len(samples), len(real))
-    out = {"fd": frechet_distance(samples, real), "mmd2": mmd2_unbiased(samples, real)}
-    out.update(prdc(real, samples, k))
-    out["one_nn_acc"] = one_nn_accuracy(real[:m], samples[:m])
+    pairwise = _pairwise(real, samples)
+    out = {"fd": frechet_distance(samples, real), "mmd2": _mmd2(pairwise, None)}
+    out.update(_prdc(pairwise, k))
+    out["one_nn_acc"] = _one_nn(pairwise.head(m))
     out["sw2"] = sliced_wasserstein(samples[:m], real[:m], seed=seed)
     return out
 

@@ -1,0 +1,90 @@
+"""Evaluating a cell: metrics.json, reference rows, determinism, mode metrics, bad inputs."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fmscale.config import EvalConfig, TrainConfig, from_section, read_yaml
+from fmscale.data import DataConfig, build_dataset
+from fmscale.evaluate import CellError, evaluate_cell, reference_rows, synthetic_metrics
+from fmscale.train import CellSpec, train_cell
+
+SETTINGS = read_yaml(Path(__file__).with_name("tiny_config.yaml"))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return build_dataset(DataConfig.from_dict(SETTINGS["data"]), 1000)
+
+
+@pytest.fixture(scope="module")
+def eval_cfg():
+    return from_section(EvalConfig, SETTINGS["evaluate"], "evaluate")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, data):
+    out = tmp_path_factory.mktemp("run")
+    cfg = from_section(TrainConfig, {**SETTINGS["train"], "steps": 300}, "train")
+    train_cell(CellSpec("mlp", "tiny", 1000, 0), data, cfg, out, progress=False)
+    return out
+
+
+def test_metrics_json_has_every_metric_per_nfe_and_beats_v0(run, data, eval_cfg):
+    result = evaluate_cell(run, data, eval_cfg, device="cpu")
+    on_disk = json.loads((run / "metrics.json").read_text())
+    assert on_disk["val_loss"] == result["val_loss"]
+    assert result["val_loss"] < 0.8 * result["val_loss_zero_velocity"]
+    assert abs(result["val_loss_zero_velocity"] - 2.0) < 0.2
+    assert set(result["by_nfe"]) == {"2", "8"} and result["headline_nfe"] == 8
+    for key in ("fd", "fd_pca", "mmd2", "mmd2_pca", "precision_pca", "recall", "density", "coverage",
+                "one_nn_acc", "sw2", "memorised_fraction", "nn_train_test_ratio", "variance_ratio",
+                "modes_covered", "mode_kl", "logpdf_per_dim", "on_mode_fraction"):
+        assert key in result["metrics"], key
+
+
+def test_evaluation_is_deterministic(run, data, eval_cfg, tmp_path):
+    a = evaluate_cell(run, data, eval_cfg, device="cpu", out=tmp_path / "a.json")
+    b = evaluate_cell(run, data, eval_cfg, device="cpu", out=tmp_path / "b.json")
+    assert a["metrics"] == b["metrics"] and a["val_loss"] == b["val_loss"]
+
+
+def test_reference_rows_order_as_expected(data, eval_cfg):
+    refs = reference_rows(data, 500, eval_cfg)
+    holdout, gauss, memo = refs["real_holdout"], refs["gaussian_fit"], refs["memoriser"]
+    assert memo["memorised_fraction"] == 1.0 and memo["nn_train_test_ratio"] < 1e-3
+    assert holdout["memorised_fraction"] < 0.05
+    assert holdout["modes_covered"] == holdout["modes_total"]
+    assert gauss["precision_pca"] < holdout["precision_pca"]
+    assert gauss["mode_kl"] > holdout["mode_kl"]
+
+
+def test_synthetic_metrics_on_real_and_collapsed_samples(data):
+    real = synthetic_metrics(data.test, data)
+    assert real["modes_covered"] == 4 and real["on_mode_fraction"] > 0.98 and real["mode_kl"] < 0.05
+    comp = data.mixture.assign(data.unstandardise(data.test))
+    collapsed = data.test[comp == comp.mode().values][:100]
+    one = synthetic_metrics(collapsed, data)
+    assert one["modes_covered"] == 1 and one["mode_kl"] > 0.5
+
+
+def test_missing_or_mismatched_cell_is_reported(tmp_path, run, data, eval_cfg):
+    with pytest.raises(CellError, match="cell.json: missing"):
+        evaluate_cell(tmp_path, data, eval_cfg)
+    other = build_dataset(DataConfig.from_dict({**SETTINGS["data"], "seed": 5}), 1000)
+    with pytest.raises(CellError, match="trained on data"):
+        evaluate_cell(run, other, eval_cfg)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "cell.json").write_text((run / "cell.json").read_text())
+    (bad / "model.safetensors").write_bytes(b"truncated")
+    with pytest.raises(CellError, match="unreadable"):
+        evaluate_cell(bad, data, eval_cfg)
+
+
+def test_bad_eval_settings_name_the_key():
+    with pytest.raises(ValueError, match="evaluate.nfe"):
+        from_section(EvalConfig, {"nfe": [3], "solver": "heun"}, "evaluate")
+    with pytest.raises(ValueError, match="evaluate.solver"):
+        from_section(EvalConfig, {"solver": "rk45"}, "evaluate")

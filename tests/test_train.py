@@ -1,0 +1,161 @@
+"""Training one cell: learning, outputs, checkpoints, exact resume after SIGKILL, signals, NaN."""
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fmscale.config import TrainConfig, from_section, read_yaml
+from fmscale.data import DataConfig, build_dataset
+from fmscale.train import CellSpec, NonFiniteLoss, Trainer, train_cell
+
+CONFIG = Path(__file__).with_name("tiny_config.yaml")
+SETTINGS = read_yaml(CONFIG)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return build_dataset(DataConfig.from_dict(SETTINGS["data"]), 1000)
+
+
+def cfg(**kw):
+    return from_section(TrainConfig, {**SETTINGS["train"], **kw}, "train")
+
+
+def test_training_learns_and_writes_its_outputs(tmp_path, data):
+    cell = train_cell(CellSpec("mlp", "tiny", 500, 0), data, cfg(steps=150), tmp_path, progress=False)
+    log = (tmp_path / "train_log.csv").read_text().splitlines()
+    assert log[0] == "step,loss,lr,grad_norm,steps_per_s" and len(log) == 1 + 150 // 25
+    first, last = float(log[1].split(",")[1]), float(log[-1].split(",")[1])
+    assert last < first and last < 1.6  # v = 0 scores 2.0
+    assert set(load_file(tmp_path / "model.safetensors")) == _state_keys()
+    for key in ("row", "n_params", "data_fingerprint", "versions", "device", "git_revision", "wall_time_s", "steps_per_s"):
+        assert cell[key] is not None or key == "git_revision", key
+    assert json.loads((tmp_path / "cell.json").read_text())["steps"] == 150
+
+
+def _state_keys():
+    from fmscale.models import create_model
+
+    return set(create_model("mlp", "tiny", data_dim=64).state_dict())
+
+
+def _cli(out, *extra):
+    return [sys.executable, "-m", "fmscale.cli", "train", "--arch", "mlp", "--scale", "tiny", "--n-train", "500",
+            "--seed", "3", "--config", str(CONFIG), "--out", str(out), "--no-progress", *extra]
+
+
+def _weights(run):
+    return load_file(Path(run) / "model.safetensors")
+
+
+def test_sigkill_then_rerun_is_bit_identical(tmp_path):
+    """Kill a real training process after its first checkpoint; the rerun resumes from it and
+    ends with exactly the weights (and metrics) of an uninterrupted run."""
+    args = ["--steps", "400", "--ckpt-every", "50"]
+    subprocess.run(_cli(tmp_path / "full", *args), check=True, capture_output=True)
+    proc = subprocess.Popen(_cli(tmp_path / "killed", *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list((tmp_path / "killed" / "ckpt").glob("*.sha256")) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    steps_done = max(int(p.stem.split("_")[1]) for p in (tmp_path / "killed" / "ckpt").glob("*.sha256"))
+    assert 0 < steps_done < 400, "the kill must land mid-run"
+    assert not (tmp_path / "killed" / "model.safetensors").exists()
+    subprocess.run(_cli(tmp_path / "killed", *args), check=True, capture_output=True)
+    cell = json.loads((tmp_path / "killed" / "cell.json").read_text())
+    assert cell["resumed_from_step"] >= steps_done
+    full, resumed = _weights(tmp_path / "full"), _weights(tmp_path / "killed")
+    for key in full:
+        assert torch.equal(full[key], resumed[key]), key
+    for run in ("full", "killed"):
+        subprocess.run([sys.executable, "-m", "fmscale.cli", "evaluate", str(tmp_path / run), "--config", str(CONFIG), "--device", "cpu"],
+                       check=True, capture_output=True)
+    m_full = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    m_resumed = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    for key in ("val_loss", "metrics", "by_nfe"):
+        assert m_full[key] == m_resumed[key]
+
+
+def test_sigterm_writes_checkpoint_and_exits_nonzero(tmp_path):
+    proc = subprocess.Popen(_cli(tmp_path, "--steps", "100000", "--ckpt-every", "100000"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "train_log.csv").exists() or len((tmp_path / "train_log.csv").read_text().splitlines()) < 2:
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "preempted" in err
+    assert list((tmp_path / "ckpt").glob("step_*.pt"))
+
+
+def test_corrupt_checkpoint_falls_back_to_previous(tmp_path, data, caplog):
+    spec = CellSpec("mlp", "tiny", 500, 0)
+    train_cell(spec, data, cfg(steps=100, keep_ckpts=2), tmp_path, progress=False)
+    newest = tmp_path / "ckpt" / "step_00000100.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated
+    with caplog.at_level(logging.WARNING):
+        assert Trainer(spec, data, cfg(steps=100), tmp_path).resume() == 50
+    assert "sha256 mismatch" in caplog.text
+    (tmp_path / "ckpt" / "step_00000050.pt").write_bytes(b"garbage")
+    with caplog.at_level(logging.WARNING):
+        assert Trainer(spec, data, cfg(steps=100), tmp_path).resume() == 0
+    assert "starting over" in caplog.text
+
+
+def test_checkpoint_of_another_cell_is_refused(tmp_path, data):
+    train_cell(CellSpec("mlp", "tiny", 500, 0), data, cfg(steps=50), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="another cell or settings"):
+        Trainer(CellSpec("mlp", "tiny", 500, 1), data, cfg(steps=50), tmp_path).resume()
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_last_checkpoint(tmp_path, data, monkeypatch):
+    import fmscale.train as train_mod
+
+    real = train_mod.cfm_loss
+    calls = {"n": 0}
+
+    def poisoned(*args):
+        calls["n"] += 1
+        loss = real(*args)
+        return loss * float("nan") if calls["n"] == 63 else loss
+
+    monkeypatch.setattr(train_mod, "cfm_loss", poisoned)
+    with pytest.raises(NonFiniteLoss, match="at step 63"):
+        train_cell(CellSpec("mlp", "tiny", 500, 0), data, cfg(steps=100), tmp_path, progress=False)
+    assert [p.name for p in (tmp_path / "ckpt").glob("*.pt")] == ["step_00000050.pt"]
+
+
+def test_warmup_cosine_and_ema_warmup():
+    from fmscale.train import ema_decay_at, lr_factor
+
+    c = cfg(steps=1000, warmup_frac=0.1, min_lr_frac=0.1, ema_decay=0.999)
+    assert lr_factor(0, c) == pytest.approx(0.01) and lr_factor(99, c) == pytest.approx(1.0)
+    assert lr_factor(999, c) == pytest.approx(0.1, abs=1e-3)
+    assert ema_decay_at(0, c) == pytest.approx(0.1) and ema_decay_at(10**6, c) == 0.999
+    # After 200 steps the initial weights' share in the EMA is negligible (not ~91% as with
+    # a fixed 0.9999 decay): prod of decays over steps.
+    share = 1.0
+    for s in range(200):
+        share *= ema_decay_at(s, c)
+    assert share < 0.05
+
+
+def test_bad_train_settings_name_the_key():
+    with pytest.raises(ValueError, match="train: unknown key"):
+        cfg(step=3)
+    with pytest.raises(ValueError, match="train.steps"):
+        cfg(steps=0)
+    with pytest.raises(ValueError, match="train.lr"):
+        cfg(lr="fast")
