@@ -28,10 +28,15 @@ def _cmd_params(args: argparse.Namespace) -> int:
 
 def _settings(args: argparse.Namespace) -> dict:
     """The config file's sections (data, train, evaluate), or empty ones."""
+    import json
+
     from .config import read_yaml
 
-    raw = read_yaml(args.config) if getattr(args, "config", None) else {}
-    return {k: dict(raw.get(k) or {}) for k in ("data", "train", "evaluate")}
+    if getattr(args, "settings", None):
+        raw = json.loads(args.settings)
+    else:
+        raw = read_yaml(args.config) if getattr(args, "config", None) else {}
+    return {k: dict(raw.get(k) or {}) for k in ("data", "train", "evaluate", "grid")}
 
 
 def _dataset(args: argparse.Namespace, data_section: dict, max_n_train: int):
@@ -92,7 +97,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if not cell_file.exists():
         raise CellError(f"{cell_file}: missing; train the cell first")
     stored = json.loads(cell_file.read_text()).get("config", {})
-    settings = _settings(args) if args.config else {k: dict(stored.get(k) or {}) for k in ("data", "evaluate")}
+    given = args.config or args.settings
+    settings = _settings(args) if given else {k: dict(stored.get(k) or {}) for k in ("data", "evaluate")}
     cfg = _eval_config(args, settings["evaluate"])
     data = _dataset(args, settings["data"], json.loads(cell_file.read_text())["n_train"])
     result = evaluate_cell(args.run, data, cfg, args.device, references=args.references, out=args.out)
@@ -117,8 +123,19 @@ def _cmd_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_summarize(args: argparse.Namespace) -> int:
+    from .summarize import summarize
+
+    grid = _settings(args)["grid"] or None
+    frame = summarize(args.results, grid)
+    models = frame[frame.kind == "model"]
+    print(f"{args.results}/summary.md: {len(models)} cells, {int((models.status != 'ok').sum())} failed")
+    return 0
+
+
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML with data:, train:, evaluate: sections (the workflow's keys)")
+    p.add_argument("--settings", help="the same sections as one JSON string (used by the workflow)")
     p.add_argument("--data", help="embeddings file (.npy, .pt, .safetensors, .parquet); default synthetic")
     p.add_argument("--dataset", help="a dataset written by `fmscale prepare-data` (skips building)")
 
@@ -159,7 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--ot", action="store_true", help="minibatch OT pairing of noise and data")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("summarize", help="summary tables and plots from finished cells (no training)")
+    p.add_argument("results", help="results folder of a study")
+    p.add_argument("--config", help="study config (its grid: lists missing cells as failed)")
+    p.add_argument("--settings", help="the same as one JSON string")
+    p.set_defaults(func=_cmd_summarize)
 
     for name, func, help_ in [("evaluate", _cmd_evaluate, "score a trained cell"),
                               ("reference", _cmd_reference, "score the reference rows for one n_train")]:
@@ -169,9 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--references", action="store_true", help="add the reference rows")
             p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
             p.add_argument("--out", help="metrics file (default: <run>/metrics.json)")
+            p.add_argument("--threads", type=int, help="CPU threads for torch")
         else:
             p.add_argument("--n-train", type=int, required=True)
             p.add_argument("--out", required=True)
+            p.add_argument("--threads", type=int, help="CPU threads for torch")
         _add_data_flags(p)
         p.add_argument("--nfe", help="comma-separated NFEs, e.g. 1,4,16,64")
         p.add_argument("--solver", choices=["euler", "midpoint", "heun"])
@@ -188,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .train import NonFiniteLoss, Preempted
 
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return args.func(args)
     except Preempted as exc:

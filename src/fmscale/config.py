@@ -11,6 +11,9 @@ import yaml
 
 T = TypeVar("T")
 
+SOLVERS = {"euler": 1, "midpoint": 2, "heun": 2}
+"""ODE solver name -> velocity evaluations per step."""
+
 
 class ConfigError(ValueError):
     """A bad setting; the message names the key and what is allowed."""
@@ -65,8 +68,6 @@ class EvalConfig:
     batch_size: int = 1000
 
     def check(self) -> None:
-        from .flow import SOLVERS
-
         if self.solver not in SOLVERS:
             raise ConfigError(f"evaluate.solver={self.solver!r}; available: {list(SOLVERS)}")
         if not self.nfe or any(n < 1 or n % SOLVERS[self.solver] for n in self.nfe):

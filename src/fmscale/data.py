@@ -58,6 +58,7 @@ class DataConfig:
         from .config import from_section
 
         raw = dict(raw or {})
+        raw.pop("name", None)  # the workflow's label for the dataset folder
         source = raw.pop("source", "file" if raw.get("path") else "synthetic")
         if source not in ("synthetic", "file"):
             raise DataError(f"data.source={source!r}; use 'synthetic' or 'file'")

@@ -7,8 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-SOLVERS = {"euler": 1, "midpoint": 2, "heun": 2}
-"""Solver name -> velocity evaluations per step."""
+from .config import SOLVERS
 
 
 def interpolate(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -1,72 +1,30 @@
-"""Velocity networks v(x, t) and ``create_model``, which builds them from the scaling table."""
+"""Velocity networks v(x, t) and ``create_model``, which builds them from the scaling table.
+
+The torch-free parts (``configs``, ``scaling``) import without torch, so a workflow can read the
+scaling table while it builds its DAG; everything else loads on first use.
+"""
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
+import importlib
 from typing import Any
 
-from torch import nn
-
-from .configs import ARCH_CONFIGS, build_config, field_names
-from .dit import DiTVelocity
-from .mamba import MAMBA_FUSED_AVAILABLE, MambaBlock, MambaVelocity
-from .mlp import MLPVelocity
-from .scaling import SCALING_CONFIGS, get_scaled_config, list_available_scales, load_table
-from .unet import UNetVelocity
-
-log = logging.getLogger(__name__)
-
-ARCHITECTURES: dict[str, type[nn.Module]] = {
-    "mlp": MLPVelocity,
-    "dit": DiTVelocity,
-    "unet": UNetVelocity,
-    "mamba": MambaVelocity,
+_LAZY = {
+    "ARCHITECTURES": ".factory",
+    "create_model": ".factory",
+    "resolve_row": ".factory",
+    "build_config": ".configs",
+    "MambaBlock": ".mamba",
+    "MAMBA_FUSED_AVAILABLE": ".mamba",
+    "SCALING_CONFIGS": ".scaling",
+    "get_scaled_config": ".scaling",
+    "list_available_scales": ".scaling",
 }
 
-__all__ = [
-    "ARCHITECTURES",
-    "MAMBA_FUSED_AVAILABLE",
-    "SCALING_CONFIGS",
-    "MambaBlock",
-    "create_model",
-    "get_scaled_config",
-    "list_available_scales",
-    "resolve_row",
-]
+__all__ = sorted(_LAZY)
 
 
-def resolve_row(
-    arch: str, scale: str | None = None, table: str | Path | None = None, **overrides: Any
-) -> dict[str, Any]:
-    """The table row with ``overrides`` applied; a conflicting override logs both values."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown arch '{arch}'; available: {list(ARCHITECTURES)}")
-    row = get_scaled_config(arch, scale, table)
-    unknown = sorted(set(overrides) - set(field_names(arch)))
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} for arch '{arch}'; allowed: {field_names(arch)}")
-    for key, value in overrides.items():
-        if key in row and row[key] != value:
-            log.warning(
-                "%s/%s: override %s=%r replaces the table's %s=%r",
-                arch, scale or "default", key, value, key, row[key],
-            )
-        row[key] = value
-    return row
-
-
-def create_model(
-    arch: str,
-    scale: str | None = None,
-    *,
-    data_dim: int = 1024,
-    table: str | Path | None = None,
-    **overrides: Any,
-) -> nn.Module:
-    """Build ``arch`` at ``scale`` (None: the table's default) for vectors of size ``data_dim``.
-
-    ``overrides`` win over the table row. Unknown arch, scale or key raise ValueError.
-    """
-    cfg = build_config(arch, resolve_row(arch, scale, table, **overrides))
-    return ARCHITECTURES[arch](cfg, data_dim=data_dim)
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name], __name__), name)

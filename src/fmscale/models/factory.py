@@ -1,0 +1,61 @@
+"""``create_model``: an architecture built from a scaling-table row plus overrides."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .configs import build_config, field_names
+from .dit import DiTVelocity
+from .mamba import MambaVelocity
+from .mlp import MLPVelocity
+from .scaling import get_scaled_config
+from .unet import UNetVelocity
+
+log = logging.getLogger(__name__)
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "mlp": MLPVelocity,
+    "dit": DiTVelocity,
+    "unet": UNetVelocity,
+    "mamba": MambaVelocity,
+}
+
+
+def resolve_row(
+    arch: str, scale: str | None = None, table: str | Path | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """The table row with ``overrides`` applied; a conflicting override logs both values."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown arch '{arch}'; available: {list(ARCHITECTURES)}")
+    row = get_scaled_config(arch, scale, table)
+    unknown = sorted(set(overrides) - set(field_names(arch)))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} for arch '{arch}'; allowed: {field_names(arch)}")
+    for key, value in overrides.items():
+        if key in row and row[key] != value:
+            log.warning(
+                "%s/%s: override %s=%r replaces the table's %s=%r",
+                arch, scale or "default", key, value, key, row[key],
+            )
+        row[key] = value
+    return row
+
+
+def create_model(
+    arch: str,
+    scale: str | None = None,
+    *,
+    data_dim: int = 1024,
+    table: str | Path | None = None,
+    **overrides: Any,
+) -> nn.Module:
+    """Build ``arch`` at ``scale`` (None: the table's default) for vectors of size ``data_dim``.
+
+    ``overrides`` win over the table row. Unknown arch, scale or key raise ValueError.
+    """
+    cfg = build_config(arch, resolve_row(arch, scale, table, **overrides))
+    return ARCHITECTURES[arch](cfg, data_dim=data_dim)

@@ -1,0 +1,33 @@
+# Grid, paths and helpers shared by every rule. Logic lives in src/fmscale/study.py.
+import os
+
+from fmscale.study import CELL_PATTERN, PLOTS, cells, check_config, settings
+
+check_config(config)
+
+RESULTS = config["results"]
+GRID = config["grid"]
+DATASET = f"{RESULTS}/data/{config['data']['name']}/pool.safetensors"
+CELL = f"{RESULTS}/{CELL_PATTERN}"
+CELL_NAME = "{arch}_{scale}_n{n_train}_seed{seed}"
+SETTINGS = settings(config)
+TABLE_FLAG = f"--table {config['scaling_table']}" if config["scaling_table"] else ""
+RES = config["resources"]
+
+
+wildcard_constraints:
+    arch="|".join(GRID["archs"]),
+    scale="|".join(GRID["scales"]),
+    n_train=r"[0-9]+",
+    seed=r"[0-9]+",
+    dataset=r"[A-Za-z0-9_.-]+",
+
+
+def cell_files(name):
+    """One path per grid cell for the file ``name`` of its run folder."""
+    return [f"{RESULTS}/{CELL_PATTERN.format(**c)}/{name}" for c in cells(GRID)]
+
+
+def runtime_min(wildcards, attempt):
+    """Minutes for a train job: grows with the scale and with each retry."""
+    return RES["runtime_min"].get(wildcards.scale, 60) * attempt

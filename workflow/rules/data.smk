@@ -1,0 +1,20 @@
+# One prepared dataset (splits + standardisation) shared by every cell.
+
+
+rule prepare_data:
+    input:
+        [config["data"]["path"]] if config["data"]["source"] == "file" else [],
+    output:
+        f"{RESULTS}/data/{{dataset}}/pool.safetensors",
+    log:
+        f"{RESULTS}/logs/prepare_data/{{dataset}}.log",
+    conda:
+        "../../envs/fmscale.yaml"
+    resources:
+        mem_mb=RES["mem_mb"],
+    params:
+        settings=SETTINGS,
+        max_n_train=max(GRID["n_train"]),
+    shell:
+        "fmscale prepare-data --settings {params.settings:q} "
+        "--max-n-train {params.max_n_train} --out {output} > {log} 2>&1"

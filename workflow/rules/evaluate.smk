@@ -1,0 +1,47 @@
+# Sample and score each cell; score the reference rows once per n_train.
+
+
+rule evaluate:
+    input:
+        model=rules.train.output.model,
+        cell=rules.train.output.cell,
+        dataset=DATASET,
+    output:
+        f"{CELL}/metrics.json",
+    log:
+        f"{RESULTS}/logs/evaluate/{CELL_NAME}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate/{CELL_NAME}.tsv"
+    retries: RES["retries"]
+    conda:
+        "../../envs/fmscale.yaml"
+    threads: RES["train_threads"]
+    resources:
+        mem_mb=RES["mem_mb"],
+        runtime=runtime_min,
+        gpu=1 if RES["gpu"] else 0,
+    params:
+        settings=SETTINGS,
+        run=lambda wildcards, input: os.path.dirname(input.model),
+    shell:
+        "fmscale evaluate {params.run} --dataset {input.dataset} "
+        "--settings {params.settings:q} --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule reference:
+    input:
+        dataset=DATASET,
+    output:
+        f"{RESULTS}/references/n{{n_train}}.json",
+    log:
+        f"{RESULTS}/logs/reference/n{{n_train}}.log",
+    conda:
+        "../../envs/fmscale.yaml"
+    threads: RES["train_threads"]
+    resources:
+        mem_mb=RES["mem_mb"],
+    params:
+        settings=SETTINGS,
+    shell:
+        "fmscale reference --n-train {wildcards.n_train} --dataset {input.dataset} "
+        "--settings {params.settings:q} --threads {threads} --out {output} > {log} 2>&1"

@@ -1,0 +1,41 @@
+# Tables and plots from finished cells. Regenerating them retrains nothing; under --keep-going
+# the onerror hook still writes them, listing the failed cells.
+
+
+rule summarize:
+    input:
+        metrics=cell_files("metrics.json"),
+        references=expand(f"{RESULTS}/references/n{{n}}.json", n=GRID["n_train"]),
+        params=rules.verify_params.output.csv,
+    output:
+        csv=report(
+            f"{RESULTS}/summary.csv",
+            caption="../report/summary.rst",
+            category="Summary",
+        ),
+        md=report(
+            f"{RESULTS}/summary.md",
+            caption="../report/summary.rst",
+            category="Summary",
+        ),
+        plots=report(
+            expand(f"{RESULTS}/plots/{{name}}.png", name=PLOTS),
+            caption="../report/plots.rst",
+            category="Plots",
+        ),
+    log:
+        f"{RESULTS}/logs/summarize.log",
+    conda:
+        "../../envs/fmscale.yaml"
+    params:
+        settings=SETTINGS,
+        results=lambda wildcards, output: os.path.dirname(output.csv),
+    shell:
+        "fmscale summarize {params.results} --settings {params.settings:q} > {log} 2>&1"
+
+
+onerror:
+    shell(
+        "fmscale summarize {RESULTS} --settings {SETTINGS:q} "
+        "> {RESULTS}/logs/summarize_onerror.log 2>&1 || true"
+    )

@@ -1,0 +1,33 @@
+# One train job per cell. Checkpoints live in <cell>/ckpt/, outside the declared outputs, so
+# a rerun (--rerun-incomplete, a retry, a requeue) resumes from the last one.
+
+
+rule train:
+    input:
+        gate=rules.verify_params.output.csv,
+        dataset=DATASET,
+    output:
+        model=f"{CELL}/model.safetensors",
+        cell=f"{CELL}/cell.json",
+        log=f"{CELL}/train_log.csv",
+    log:
+        f"{RESULTS}/logs/train/{CELL_NAME}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{CELL_NAME}.tsv"
+    retries: RES["retries"]
+    conda:
+        "../../envs/fmscale.yaml"
+    threads: RES["train_threads"]
+    resources:
+        mem_mb=lambda wildcards, attempt: RES["mem_mb"] * attempt,
+        runtime=runtime_min,
+        gpu=1 if RES["gpu"] else 0,
+    params:
+        settings=SETTINGS,
+        table=TABLE_FLAG,
+        out=lambda wildcards, output: os.path.dirname(output.model),
+    shell:
+        "fmscale train --arch {wildcards.arch} --scale {wildcards.scale} "
+        "--n-train {wildcards.n_train} --seed {wildcards.seed} {params.table} "
+        "--dataset {input.dataset} --settings {params.settings:q} --threads {threads} "
+        "--out {params.out} --no-progress > {log} 2>&1"
