@@ -1,0 +1,167 @@
+"""The Snakemake workflow: config validation, grid size, end to end, regeneration, resume."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = Path(__file__).with_name("workflow_tiny.yaml")
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--directory", str(ROOT), "--snakefile", str(ROOT / "Snakefile")]
+
+
+def snakemake(*args, timeout=600, check=True):
+    out = subprocess.run([*SNAKEMAKE, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    if check and out.returncode:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def config_file(tmp_path, results, **overlay):
+    base = yaml.safe_load(TINY.read_text())
+    for key, value in overlay.items():
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
+    base["results"] = str(results)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(base))
+    return path
+
+
+@pytest.mark.parametrize(
+    "grid",
+    [
+        {"archs": ["mlp"], "scales": ["tiny"], "n_train": [100], "seeds": [0]},
+        {"archs": ["mlp", "dit", "unet", "mamba"], "scales": ["tiny", "small", "base"], "n_train": [100, 200, 300], "seeds": [0]},
+        {"archs": ["dit", "mamba"], "scales": ["base"], "n_train": [50, 100, 200, 400], "seeds": [0, 1, 2]},
+    ],
+)
+def test_dry_run_job_counts_equal_the_grid(tmp_path, grid):
+    cfg = config_file(tmp_path, tmp_path / "r", grid=grid)
+    counts = job_counts(snakemake("-n", "--configfile", str(cfg)).stdout)
+    n_cells = len(grid["archs"]) * len(grid["scales"]) * len(grid["n_train"]) * len(grid["seeds"])
+    assert counts["train"] == n_cells and counts["evaluate"] == n_cells
+    assert counts["reference"] == len(grid["n_train"])
+    assert counts["verify_params"] == counts["prepare_data"] == counts["summarize"] == 1
+
+
+@pytest.mark.parametrize(
+    "overlay,needle",
+    [
+        ({"grid": {"archs": ["rnn"]}}, "archs"),
+        ({"grid": {"scales": ["huge"]}}, "grid.scales"),
+        ({"grid": {"n_train": [0]}}, "n_train"),
+        ({"grid": {"n_train": [-5]}}, "n_train"),
+        ({"grid": {"n_train": [100000]}}, "grid.n_train"),
+        ({"grid": {"archs": []}}, "archs"),
+        ({"grid": {"seeds": []}}, "seeds"),
+        ({"train": {"stepz": 10}}, "stepz"),
+        ({"evaluate": {"solver": "rk4"}}, "solver"),
+        ({"data": {"source": "file", "path": "/nonexistent/emb.npy"}}, "data.path"),
+        ({"gird": {}}, "gird"),
+    ],
+)
+def test_bad_config_stops_before_any_job_naming_the_key(tmp_path, overlay, needle):
+    cfg = config_file(tmp_path, tmp_path / "r", **overlay)
+    out = snakemake("-n", "--configfile", str(cfg), check=False)
+    assert out.returncode != 0
+    message = out.stdout + out.stderr
+    assert needle in message, message[-2000:]
+    assert not (tmp_path / "r").exists()
+
+
+def test_end_to_end_then_regenerate_without_training(tmp_path):
+    results = tmp_path / "results"
+    cfg = config_file(tmp_path, results)
+    snakemake("--cores", "2", "--configfile", str(cfg))
+    summary = pd.read_csv(results / "summary.csv")
+    models = summary[summary.kind == "model"]
+    assert len(models) == 8 and (models.status == "ok").all()
+    assert set(summary[summary.kind == "reference"].arch) == {"real_holdout", "gaussian_fit", "memoriser"}
+    assert (models.val_loss_ratio < 1).all()
+    assert "## mmd2_pca" in (results / "summary.md").read_text()
+    assert len(list((results / "plots").glob("*.png"))) == 6
+    (results / "summary.md").unlink()
+    (results / "summary.csv").unlink()
+    dry = job_counts(snakemake("-n", "--configfile", str(cfg)).stdout)
+    assert "train" not in dry and "evaluate" not in dry and dry["summarize"] == 1
+    snakemake("--cores", "2", "--configfile", str(cfg))
+    assert len(pd.read_csv(results / "summary.csv")) == len(summary)
+    # The same tables from the CLI, outside Snakemake.
+    (results / "summary.md").unlink()
+    subprocess.run([sys.executable, "-m", "fmscale.cli", "summarize", str(results), "--config", str(cfg)], check=True)
+    assert (results / "summary.md").exists()
+
+
+def test_failed_cells_are_listed_under_keep_going(tmp_path):
+    results = tmp_path / "results"
+    cfg = config_file(tmp_path, results, grid={"archs": ["mlp"], "scales": ["tiny"], "n_train": [200, 400], "seeds": [0]},
+                      train={"lr": 1e30})
+    out = snakemake("--cores", "2", "--keep-going", "--configfile", str(cfg), "--retries", "0", check=False)
+    assert out.returncode != 0
+    summary = pd.read_csv(results / "summary.csv")
+    failed = summary[(summary.kind == "model") & (summary.status == "failed")]
+    assert len(failed) == 2
+    assert failed.error.str.contains("step").all()
+    assert "## Failed cells" in (results / "summary.md").read_text()
+
+
+def test_interrupted_run_resumes_with_rerun_incomplete(tmp_path):
+    results = tmp_path / "results"
+    grid = {"archs": ["mlp"], "scales": ["small"], "n_train": [400], "seeds": [0]}
+    cfg = config_file(tmp_path, results, grid=grid, train={"steps": 1000, "ckpt_every": 50, "log_every": 50})
+    proc = subprocess.Popen([*SNAKEMAKE, "--cores", "1", "--configfile", str(cfg)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ckpt = results / "runs/mlp/small/n400/seed0/ckpt"
+    deadline = time.time() + 240
+    while not list(ckpt.glob("*.sha256")):
+        assert time.time() < deadline and proc.poll() is None, "no checkpoint appeared"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: Snakemake and the train job both get it
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    done = max(int(p.stem.split("_")[1]) for p in ckpt.glob("*.sha256"))
+    assert done < 1000
+    snakemake("--cores", "1", "--rerun-incomplete", "--configfile", str(cfg))
+    cell = json.loads((results / "runs/mlp/small/n400/seed0/cell.json").read_text())
+    assert cell["resumed_from_step"] >= done > 0 and cell["steps"] == 1000
+
+
+def test_lint_and_format_are_clean():
+    assert "Congratulations" in snakemake("--lint").stdout + snakemake("--lint").stderr
+    snakefmt = shutil.which("snakefmt")
+    if snakefmt is None:
+        pytest.skip("snakefmt is not installed")
+    out = subprocess.run([snakefmt, "--check", str(ROOT / "Snakefile"), str(ROOT / "workflow")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_conda_envs_list_every_required_package():
+    import tomllib
+
+    required = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~ ]", r)[0].lower() for r in required}
+    conda_names = {"torch": "pytorch", "matplotlib": "matplotlib-base", "snakemake": "snakemake-minimal"}
+    for env in ("fmscale.yaml", "fmscale-mamba.yaml"):
+        deps = yaml.safe_load((ROOT / "envs" / env).read_text())["dependencies"]
+        listed = {re.split(r"[<>=!~ ]", d)[0].lower() for d in deps if isinstance(d, str)}
+        missing = {conda_names.get(n, n) for n in names} - listed
+        assert not missing, f"{env} lacks {missing}"
+    rules = "".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
+    assert rules.count("rule ") == rules.count("conda:")
