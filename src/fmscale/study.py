@@ -37,9 +37,13 @@ def cell_dir(results: str | Path, cell: dict[str, Any]) -> Path:
     return Path(results) / CELL_PATTERN.format(**cell)
 
 
-def settings(config: dict[str, Any]) -> str:
-    """The data / train / evaluate sections (and the grid) as one JSON string for the CLI."""
-    return json.dumps({k: config.get(k) or {} for k in ("data", "train", "evaluate", "grid")}, sort_keys=True)
+def settings(config: dict[str, Any], *sections: str) -> str:
+    """The named config sections as one JSON string for the CLI's ``--settings``.
+
+    Each rule gets only the sections it reads, so Snakemake reruns a job when (and only when)
+    settings it depends on change: a new seed or evaluation NFE retrains nothing.
+    """
+    return json.dumps({k: config.get(k) or {} for k in sections}, sort_keys=True)
 
 
 def check_config(config: dict[str, Any]) -> None:

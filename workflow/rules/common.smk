@@ -10,7 +10,6 @@ GRID = config["grid"]
 DATASET = f"{RESULTS}/data/{config['data']['name']}/pool.safetensors"
 CELL = f"{RESULTS}/{CELL_PATTERN}"
 CELL_NAME = "{arch}_{scale}_n{n_train}_seed{seed}"
-SETTINGS = settings(config)
 TABLE_FLAG = f"--table {config['scaling_table']}" if config["scaling_table"] else ""
 RES = config["resources"]
 

@@ -13,7 +13,7 @@ rule prepare_data:
     resources:
         mem_mb=RES["mem_mb"],
     params:
-        settings=SETTINGS,
+        settings=settings(config, "data"),
         max_n_train=max(GRID["n_train"]),
     shell:
         "fmscale prepare-data --settings {params.settings:q} "

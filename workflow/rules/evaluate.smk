@@ -21,7 +21,7 @@ rule evaluate:
         runtime=runtime_min,
         gpu=1 if RES["gpu"] else 0,
     params:
-        settings=SETTINGS,
+        settings=settings(config, "data", "evaluate"),
         run=lambda wildcards, input: os.path.dirname(input.model),
     shell:
         "fmscale evaluate {params.run} --dataset {input.dataset} "
@@ -41,7 +41,7 @@ rule reference:
     resources:
         mem_mb=RES["mem_mb"],
     params:
-        settings=SETTINGS,
+        settings=settings(config, "data", "evaluate"),
     shell:
         "fmscale reference --n-train {wildcards.n_train} --dataset {input.dataset} "
         "--settings {params.settings:q} --threads {threads} --out {output} > {log} 2>&1"

@@ -28,14 +28,17 @@ rule summarize:
     conda:
         "../../envs/fmscale.yaml"
     params:
-        settings=SETTINGS,
+        settings=settings(config, "grid"),
         results=lambda wildcards, output: os.path.dirname(output.csv),
     shell:
         "fmscale summarize {params.results} --settings {params.settings:q} > {log} 2>&1"
 
 
+GRID_SETTINGS = settings(config, "grid")
+
+
 onerror:
     shell(
-        "fmscale summarize {RESULTS} --settings {SETTINGS:q} "
+        "fmscale summarize {RESULTS} --settings {GRID_SETTINGS:q} "
         "> {RESULTS}/logs/summarize_onerror.log 2>&1 || true"
     )

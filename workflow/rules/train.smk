@@ -23,7 +23,7 @@ rule train:
         runtime=runtime_min,
         gpu=1 if RES["gpu"] else 0,
     params:
-        settings=SETTINGS,
+        settings=settings(config, "data", "train"),
         table=TABLE_FLAG,
         out=lambda wildcards, output: os.path.dirname(output.model),
     shell:
