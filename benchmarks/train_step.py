@@ -60,11 +60,15 @@ def main() -> None:
             steps[cell][1]()
             sync()
             times[cell].append(time.perf_counter() - start)
-    print(f"device={args.device} threads={torch.get_num_threads()} batch={args.batch} D={args.data_dim}\n")
+    print(
+        f"device={args.device} threads={torch.get_num_threads()} batch={args.batch} D={args.data_dim}\n"
+    )
     print("| arch | scale | params | ms/step | samples/s |\n|---|---|---:|---:|---:|")
     for cell in cells:
         ms = statistics.median(times[cell]) * 1000
-        print(f"| {cell[0]} | {cell[1]} | {steps[cell][0]:,} | {ms:.1f} | {args.batch / ms * 1000:,.0f} |")
+        print(
+            f"| {cell[0]} | {cell[1]} | {steps[cell][0]:,} | {ms:.1f} | {args.batch / ms * 1000:,.0f} |"
+        )
 
 
 if __name__ == "__main__":

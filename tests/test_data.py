@@ -6,9 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from fmscale.data import DataConfig, DataError, SyntheticConfig, build_dataset, load_embeddings, make_mixture, sample_mixture
+from fmscale.data import (
+    DataConfig,
+    DataError,
+    SyntheticConfig,
+    build_dataset,
+    load_embeddings,
+    make_mixture,
+    sample_mixture,
+)
 
-SMALL = dict(n_val=50, n_test=60, synthetic={"dim": 32, "n_rows": 600, "n_modes": 3, "latent_dim": 4})
+SMALL = dict(
+    n_val=50, n_test=60, synthetic={"dim": 32, "n_rows": 600, "n_modes": 3, "latent_dim": 4}
+)
 
 
 def test_synthetic_dataset_is_deterministic_and_split_disjointly():
@@ -43,7 +53,9 @@ def test_mixture_log_prob_matches_full_dimensional_density():
     Q, off = mix.basis.double(), mix.offset.double()
     comps = []
     for w, mu, cov in zip(mix.weights.double(), mix.means.double(), mix.covs.double()):
-        full = torch.distributions.MultivariateNormal(off + Q @ mu, Q @ cov @ Q.T + 0.09 * torch.eye(6, dtype=torch.float64))
+        full = torch.distributions.MultivariateNormal(
+            off + Q @ mu, Q @ cov @ Q.T + 0.09 * torch.eye(6, dtype=torch.float64)
+        )
         comps.append(full.log_prob(x.double()) + math.log(w))
     expected = torch.logsumexp(torch.stack(comps, -1), -1)
     torch.testing.assert_close(mix.log_prob(x), expected, atol=1e-6, rtol=1e-6)
@@ -83,7 +95,9 @@ def test_every_file_format_loads(tmp_path, suffix):
 def test_file_dataset_takes_d_from_the_data(tmp_path):
     arr = np.random.default_rng(0).normal(size=(300, 24)).astype(np.float32)
     np.save(tmp_path / "e.npy", arr)
-    data = build_dataset(DataConfig.from_dict({"path": str(tmp_path / "e.npy"), "n_val": 20, "n_test": 30}), 100)
+    data = build_dataset(
+        DataConfig.from_dict({"path": str(tmp_path / "e.npy"), "n_val": 20, "n_test": 30}), 100
+    )
     assert data.dim == 24 and len(data.train_pool) == 250 and data.mixture is None
 
 

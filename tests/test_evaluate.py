@@ -38,9 +38,25 @@ def test_metrics_json_has_every_metric_per_nfe_and_beats_v0(run, data, eval_cfg)
     assert result["val_loss"] < 0.8 * result["val_loss_zero_velocity"]
     assert abs(result["val_loss_zero_velocity"] - 2.0) < 0.2
     assert set(result["by_nfe"]) == {"2", "8"} and result["headline_nfe"] == 8
-    for key in ("fd", "fd_pca", "mmd2", "mmd2_pca", "precision_pca", "recall", "density", "coverage",
-                "one_nn_acc", "sw2", "memorised_fraction", "nn_train_test_ratio", "variance_ratio",
-                "modes_covered", "mode_kl", "logpdf_per_dim", "on_mode_fraction"):
+    for key in (
+        "fd",
+        "fd_pca",
+        "mmd2",
+        "mmd2_pca",
+        "precision_pca",
+        "recall",
+        "density",
+        "coverage",
+        "one_nn_acc",
+        "sw2",
+        "memorised_fraction",
+        "nn_train_test_ratio",
+        "variance_ratio",
+        "modes_covered",
+        "mode_kl",
+        "logpdf_per_dim",
+        "on_mode_fraction",
+    ):
         assert key in result["metrics"], key
 
 

@@ -48,7 +48,10 @@ class Linear(torch.nn.Module):
 
 def test_second_order_solvers_beat_euler():
     x0 = torch.ones(1, 1)
-    err = {s: (sample(Linear(), x0, 8, s) - torch.e).abs().item() for s in ("euler", "midpoint", "heun")}
+    err = {
+        s: (sample(Linear(), x0, 8, s) - torch.e).abs().item()
+        for s in ("euler", "midpoint", "heun")
+    }
     assert err["midpoint"] < err["euler"] / 5 and err["heun"] < err["euler"] / 5
 
 

@@ -21,7 +21,11 @@ def reference_scan(u, delta, A, B, C, D):
         h = torch.zeros(d_inner, A.shape[1], dtype=torch.float64)
         for step in range(length):
             dA = torch.exp(delta[b, step, :, None].double() * A.double())
-            dBu = delta[b, step, :, None].double() * B[b, step, None, :].double() * u[b, step, :, None].double()
+            dBu = (
+                delta[b, step, :, None].double()
+                * B[b, step, None, :].double()
+                * u[b, step, :, None].double()
+            )
             h = dA * h + dBu
             y[b, step] = (h @ C[b, step].double() + D.double() * u[b, step].double()).to(u.dtype)
     return y
@@ -34,7 +38,12 @@ def test_scan_matches_sequential_reference():
     A = -torch.rand(d, n) * 4
     B, C = torch.randn(b, L, n), torch.randn(b, L, n)
     D = torch.randn(d)
-    torch.testing.assert_close(selective_scan(u, delta, A, B, C, D), reference_scan(u, delta, A, B, C, D), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        selective_scan(u, delta, A, B, C, D),
+        reference_scan(u, delta, A, B, C, D),
+        atol=1e-5,
+        rtol=1e-5,
+    )
 
 
 def test_block_matches_reference_forward():

@@ -91,7 +91,9 @@ def test_timestep_embedding_varies_over_unit_interval():
 def test_default_scale_and_overrides(caplog):
     default = create_model("mlp")
     small = create_model("mlp", "small")
-    assert sum(p.numel() for p in default.parameters()) == sum(p.numel() for p in small.parameters())
+    assert sum(p.numel() for p in default.parameters()) == sum(
+        p.numel() for p in small.parameters()
+    )
     with caplog.at_level(logging.WARNING):
         model = create_model("mlp", "tiny", hidden_dim=48)
     assert model.in_proj.out_features == 48

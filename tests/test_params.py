@@ -50,7 +50,10 @@ def test_allow_off_ratio_records_and_continues(tmp_path):
 
 
 def test_cli_exit_codes(tmp_path, capsys):
-    assert main(["params", "--out-csv", str(tmp_path / "a.csv"), "--out-md", str(tmp_path / "a.md")]) == 0
+    assert (
+        main(["params", "--out-csv", str(tmp_path / "a.csv"), "--out-md", str(tmp_path / "a.md")])
+        == 0
+    )
     assert "| mamba | base |" in capsys.readouterr().out
     assert main(["params", "--table", str(ORIGINAL_PLAN_TABLE)]) == 1
     assert "Parameter gate failed" in capsys.readouterr().err
@@ -72,10 +75,22 @@ def _table_with(tmp_path, mutate):
     [
         (lambda r: r["archs"]["mlp"].pop("base"), ["archs.mlp", "missing ['base']"]),
         (lambda r: r["archs"]["dit"]["small"].update(depth=3), ["archs.dit.small", "depth"]),
-        (lambda r: r["archs"]["unet"]["tiny"].update(hidden_dims=256), ["archs.unet.tiny", "hidden_dims"]),
-        (lambda r: r["archs"]["mlp"]["tiny"].update(hidden_dim="96"), ["archs.mlp.tiny", "hidden_dim must be an integer"]),
-        (lambda r: r["archs"]["mamba"]["tiny"].update(num_layers=0), ["archs.mamba.tiny", "num_layers=0"]),
-        (lambda r: r.update(ratio={"target": 4, "min": 5, "max": 3}), ["ratio", "min <= target <= max"]),
+        (
+            lambda r: r["archs"]["unet"]["tiny"].update(hidden_dims=256),
+            ["archs.unet.tiny", "hidden_dims"],
+        ),
+        (
+            lambda r: r["archs"]["mlp"]["tiny"].update(hidden_dim="96"),
+            ["archs.mlp.tiny", "hidden_dim must be an integer"],
+        ),
+        (
+            lambda r: r["archs"]["mamba"]["tiny"].update(num_layers=0),
+            ["archs.mamba.tiny", "num_layers=0"],
+        ),
+        (
+            lambda r: r.update(ratio={"target": 4, "min": 5, "max": 3}),
+            ["ratio", "min <= target <= max"],
+        ),
         (lambda r: r.update(ratio={"target": 4, "min": -1, "max": 5}), ["ratio", "0 < min"]),
         (lambda r: r["archs"].update(rnn=r["archs"]["mlp"]), ["archs.rnn", "unknown arch"]),
         (lambda r: r.update(scale=["tiny"]), ["top level", "unknown key(s) ['scale']"]),

@@ -2,7 +2,6 @@
 
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -31,13 +30,24 @@ def cfg(**kw):
 
 
 def test_training_learns_and_writes_its_outputs(tmp_path, data):
-    cell = train_cell(CellSpec("mlp", "tiny", 500, 0), data, cfg(steps=150), tmp_path, progress=False)
+    cell = train_cell(
+        CellSpec("mlp", "tiny", 500, 0), data, cfg(steps=150), tmp_path, progress=False
+    )
     log = (tmp_path / "train_log.csv").read_text().splitlines()
     assert log[0] == "step,loss,lr,grad_norm,steps_per_s" and len(log) == 1 + 150 // 25
     first, last = float(log[1].split(",")[1]), float(log[-1].split(",")[1])
     assert last < first and last < 1.6  # v = 0 scores 2.0
     assert set(load_file(tmp_path / "model.safetensors")) == _state_keys()
-    for key in ("row", "n_params", "data_fingerprint", "versions", "device", "git_revision", "wall_time_s", "steps_per_s"):
+    for key in (
+        "row",
+        "n_params",
+        "data_fingerprint",
+        "versions",
+        "device",
+        "git_revision",
+        "wall_time_s",
+        "steps_per_s",
+    ):
         assert cell[key] is not None or key == "git_revision", key
     assert json.loads((tmp_path / "cell.json").read_text())["steps"] == 150
 
@@ -49,8 +59,26 @@ def _state_keys():
 
 
 def _cli(out, *extra):
-    return [sys.executable, "-m", "fmscale.cli", "train", "--arch", "mlp", "--scale", "tiny", "--n-train", "500",
-            "--seed", "3", "--config", str(CONFIG), "--out", str(out), "--no-progress", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "fmscale.cli",
+        "train",
+        "--arch",
+        "mlp",
+        "--scale",
+        "tiny",
+        "--n-train",
+        "500",
+        "--seed",
+        "3",
+        "--config",
+        str(CONFIG),
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _weights(run):
@@ -62,13 +90,17 @@ def test_sigkill_then_rerun_is_bit_identical(tmp_path):
     ends with exactly the weights (and metrics) of an uninterrupted run."""
     args = ["--steps", "400", "--ckpt-every", "50"]
     subprocess.run(_cli(tmp_path / "full", *args), check=True, capture_output=True)
-    proc = subprocess.Popen(_cli(tmp_path / "killed", *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cli(tmp_path / "killed", *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while not list((tmp_path / "killed" / "ckpt").glob("*.sha256")) and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    steps_done = max(int(p.stem.split("_")[1]) for p in (tmp_path / "killed" / "ckpt").glob("*.sha256"))
+    steps_done = max(
+        int(p.stem.split("_")[1]) for p in (tmp_path / "killed" / "ckpt").glob("*.sha256")
+    )
     assert 0 < steps_done < 400, "the kill must land mid-run"
     assert not (tmp_path / "killed" / "model.safetensors").exists()
     subprocess.run(_cli(tmp_path / "killed", *args), check=True, capture_output=True)
@@ -78,8 +110,21 @@ def test_sigkill_then_rerun_is_bit_identical(tmp_path):
     for key in full:
         assert torch.equal(full[key], resumed[key]), key
     for run in ("full", "killed"):
-        subprocess.run([sys.executable, "-m", "fmscale.cli", "evaluate", str(tmp_path / run), "--config", str(CONFIG), "--device", "cpu"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fmscale.cli",
+                "evaluate",
+                str(tmp_path / run),
+                "--config",
+                str(CONFIG),
+                "--device",
+                "cpu",
+            ],
+            check=True,
+            capture_output=True,
+        )
     m_full = json.loads((tmp_path / "full" / "metrics.json").read_text())
     m_resumed = json.loads((tmp_path / "killed" / "metrics.json").read_text())
     for key in ("val_loss", "metrics", "by_nfe"):
@@ -87,10 +132,17 @@ def test_sigkill_then_rerun_is_bit_identical(tmp_path):
 
 
 def test_sigterm_writes_checkpoint_and_exits_nonzero(tmp_path):
-    proc = subprocess.Popen(_cli(tmp_path, "--steps", "100000", "--ckpt-every", "100000"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _cli(tmp_path, "--steps", "100000", "--ckpt-every", "100000"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
-    while not (tmp_path / "train_log.csv").exists() or len((tmp_path / "train_log.csv").read_text().splitlines()) < 2:
+    while (
+        not (tmp_path / "train_log.csv").exists()
+        or len((tmp_path / "train_log.csv").read_text().splitlines()) < 2
+    ):
         assert time.time() < deadline and proc.poll() is None
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)

@@ -16,13 +16,25 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Path(__file__).with_name("workflow_tiny.yaml")
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--directory", str(ROOT), "--snakefile", str(ROOT / "Snakefile")]
+SNAKEMAKE = [
+    sys.executable,
+    "-m",
+    "snakemake",
+    "--directory",
+    str(ROOT),
+    "--snakefile",
+    str(ROOT / "Snakefile"),
+]
 
 
 def snakemake(*args, timeout=600, check=True):
-    out = subprocess.run([*SNAKEMAKE, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    out = subprocess.run(
+        [*SNAKEMAKE, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
     if check and out.returncode:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+        )
     return out
 
 
@@ -45,8 +57,18 @@ def config_file(tmp_path, results, **overlay):
     "grid",
     [
         {"archs": ["mlp"], "scales": ["tiny"], "n_train": [100], "seeds": [0]},
-        {"archs": ["mlp", "dit", "unet", "mamba"], "scales": ["tiny", "small", "base"], "n_train": [100, 200, 300], "seeds": [0]},
-        {"archs": ["dit", "mamba"], "scales": ["base"], "n_train": [50, 100, 200, 400], "seeds": [0, 1, 2]},
+        {
+            "archs": ["mlp", "dit", "unet", "mamba"],
+            "scales": ["tiny", "small", "base"],
+            "n_train": [100, 200, 300],
+            "seeds": [0],
+        },
+        {
+            "archs": ["dit", "mamba"],
+            "scales": ["base"],
+            "n_train": [50, 100, 200, 400],
+            "seeds": [0, 1, 2],
+        },
     ],
 )
 def test_dry_run_job_counts_equal_the_grid(tmp_path, grid):
@@ -90,7 +112,11 @@ def test_end_to_end_then_regenerate_without_training(tmp_path):
     summary = pd.read_csv(results / "summary.csv")
     models = summary[summary.kind == "model"]
     assert len(models) == 8 and (models.status == "ok").all()
-    assert set(summary[summary.kind == "reference"].arch) == {"real_holdout", "gaussian_fit", "memoriser"}
+    assert set(summary[summary.kind == "reference"].arch) == {
+        "real_holdout",
+        "gaussian_fit",
+        "memoriser",
+    }
     assert (models.val_loss_ratio < 1).all()
     assert "## mmd2_pca" in (results / "summary.md").read_text()
     assert len(list((results / "plots").glob("*.png"))) == 6
@@ -102,15 +128,24 @@ def test_end_to_end_then_regenerate_without_training(tmp_path):
     assert len(pd.read_csv(results / "summary.csv")) == len(summary)
     # The same tables from the CLI, outside Snakemake.
     (results / "summary.md").unlink()
-    subprocess.run([sys.executable, "-m", "fmscale.cli", "summarize", str(results), "--config", str(cfg)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "fmscale.cli", "summarize", str(results), "--config", str(cfg)],
+        check=True,
+    )
     assert (results / "summary.md").exists()
 
 
 def test_failed_cells_are_listed_under_keep_going(tmp_path):
     results = tmp_path / "results"
-    cfg = config_file(tmp_path, results, grid={"archs": ["mlp"], "scales": ["tiny"], "n_train": [200, 400], "seeds": [0]},
-                      train={"lr": 1e30})
-    out = snakemake("--cores", "2", "--keep-going", "--configfile", str(cfg), "--retries", "0", check=False)
+    cfg = config_file(
+        tmp_path,
+        results,
+        grid={"archs": ["mlp"], "scales": ["tiny"], "n_train": [200, 400], "seeds": [0]},
+        train={"lr": 1e30},
+    )
+    out = snakemake(
+        "--cores", "2", "--keep-going", "--configfile", str(cfg), "--retries", "0", check=False
+    )
     assert out.returncode != 0
     summary = pd.read_csv(results / "summary.csv")
     failed = summary[(summary.kind == "model") & (summary.status == "failed")]
@@ -122,9 +157,16 @@ def test_failed_cells_are_listed_under_keep_going(tmp_path):
 def test_interrupted_run_resumes_with_rerun_incomplete(tmp_path):
     results = tmp_path / "results"
     grid = {"archs": ["mlp"], "scales": ["small"], "n_train": [400], "seeds": [0]}
-    cfg = config_file(tmp_path, results, grid=grid, train={"steps": 1000, "ckpt_every": 50, "log_every": 50})
-    proc = subprocess.Popen([*SNAKEMAKE, "--cores", "1", "--configfile", str(cfg)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cfg = config_file(
+        tmp_path, results, grid=grid, train={"steps": 1000, "ckpt_every": 50, "log_every": 50}
+    )
+    proc = subprocess.Popen(
+        [*SNAKEMAKE, "--cores", "1", "--configfile", str(cfg)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     ckpt = results / "runs/mlp/small/n400/seed0/ckpt"
     deadline = time.time() + 240
     while not list(ckpt.glob("*.sha256")):
@@ -148,7 +190,11 @@ def test_lint_and_format_are_clean():
     snakefmt = shutil.which("snakefmt")
     if snakefmt is None:
         pytest.skip("snakefmt is not installed")
-    out = subprocess.run([snakefmt, "--check", str(ROOT / "Snakefile"), str(ROOT / "workflow")], capture_output=True, text=True)
+    out = subprocess.run(
+        [snakefmt, "--check", str(ROOT / "Snakefile"), str(ROOT / "workflow")],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
 
 
@@ -157,7 +203,11 @@ def test_conda_envs_list_every_required_package():
 
     required = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     names = {re.split(r"[<>=!~ ]", r)[0].lower() for r in required}
-    conda_names = {"torch": "pytorch", "matplotlib": "matplotlib-base", "snakemake": "snakemake-minimal"}
+    conda_names = {
+        "torch": "pytorch",
+        "matplotlib": "matplotlib-base",
+        "snakemake": "snakemake-minimal",
+    }
     for env in ("fmscale.yaml", "fmscale-mamba.yaml"):
         deps = yaml.safe_load((ROOT / "envs" / env).read_text())["dependencies"]
         listed = {re.split(r"[<>=!~ ]", d)[0].lower() for d in deps if isinstance(d, str)}

@@ -1,4 +1,4 @@
-"""Command line: ``fmscale params | train | evaluate | summarize``."""
+"""Command line: ``fmscale params | prepare-data | train | evaluate | reference | summarize``."""
 
 from __future__ import annotations
 
@@ -8,17 +8,13 @@ import sys
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
-    from .models.scaling import ScalingTableError
-    from .params import ParamGateError, render_markdown, verify_params
     from .models.scaling import load_table
+    from .params import ParamGateError, render_markdown, verify_params
 
     try:
         rows = verify_params(
             args.table, args.data_dim, args.out_csv, args.out_md, args.allow_off_ratio
         )
-    except ScalingTableError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except ParamGateError as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -52,8 +48,10 @@ def _dataset(args: argparse.Namespace, data_section: dict, max_n_train: int):
 def _cmd_prepare_data(args: argparse.Namespace) -> int:
     data = _dataset(args, _settings(args)["data"], args.max_n_train)
     data.save(args.out)
-    print(f"{args.out}: {data.source}, train pool {tuple(data.train_pool.shape)}, val {len(data.val)}, "
-          f"test {len(data.test)}, fingerprint {data.fingerprint}")
+    print(
+        f"{args.out}: {data.source}, train pool {tuple(data.train_pool.shape)}, val {len(data.val)}, "
+        f"test {len(data.test)}, fingerprint {data.fingerprint}"
+    )
     return 0
 
 
@@ -62,8 +60,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train import CellSpec, train_cell
 
     settings = _settings(args)
-    flags = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-             "ckpt_every": args.ckpt_every, "device": args.device}
+    flags = {
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "ckpt_every": args.ckpt_every,
+        "device": args.device,
+    }
     if args.ot:
         flags["ot_pairing"] = True
     settings["train"].update({k: v for k, v in flags.items() if v is not None})
@@ -72,8 +75,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.data:
         settings["data"].update(source="file", path=args.data)
     spec = CellSpec(args.arch, args.scale, args.n_train, args.seed, args.table)
-    cell = train_cell(spec, data, cfg, args.out, extra_config=settings, progress=not args.no_progress)
-    print(f"{args.out}: {cell['steps']} steps, {cell['steps_per_s']} steps/s, {cell['n_params']:,} params")
+    cell = train_cell(
+        spec, data, cfg, args.out, extra_config=settings, progress=not args.no_progress
+    )
+    print(
+        f"{args.out}: {cell['steps']} steps, {cell['steps_per_s']} steps/s, {cell['n_params']:,} params"
+    )
     return 0
 
 
@@ -98,13 +105,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise CellError(f"{cell_file}: missing; train the cell first")
     stored = json.loads(cell_file.read_text()).get("config", {})
     given = args.config or args.settings
-    settings = _settings(args) if given else {k: dict(stored.get(k) or {}) for k in ("data", "evaluate")}
+    settings = (
+        _settings(args) if given else {k: dict(stored.get(k) or {}) for k in ("data", "evaluate")}
+    )
     cfg = _eval_config(args, settings["evaluate"])
     data = _dataset(args, settings["data"], json.loads(cell_file.read_text())["n_train"])
-    result = evaluate_cell(args.run, data, cfg, args.device, references=args.references, out=args.out)
+    result = evaluate_cell(
+        args.run, data, cfg, args.device, references=args.references, out=args.out
+    )
     m = result["metrics"]
-    print(f"val_loss {result['val_loss']:.4f} (v=0: {result['val_loss_zero_velocity']:.4f}); "
-          f"nfe {result['headline_nfe']}: mmd2_pca {m['mmd2_pca']:.4g}, precision_pca {m['precision_pca']:.3f}")
+    print(
+        f"val_loss {result['val_loss']:.4f} (v=0: {result['val_loss_zero_velocity']:.4f}); "
+        f"nfe {result['headline_nfe']}: mmd2_pca {m['mmd2_pca']:.4g}, precision_pca {m['precision_pca']:.3f}"
+    )
     return 0
 
 
@@ -129,14 +142,20 @@ def _cmd_summarize(args: argparse.Namespace) -> int:
     grid = _settings(args)["grid"] or None
     frame = summarize(args.results, grid)
     models = frame[frame.kind == "model"]
-    print(f"{args.results}/summary.md: {len(models)} cells, {int((models.status != 'ok').sum())} failed")
+    print(
+        f"{args.results}/summary.md: {len(models)} cells, {int((models.status != 'ok').sum())} failed"
+    )
     return 0
 
 
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML with data:, train:, evaluate: sections (the workflow's keys)")
+    p.add_argument(
+        "--config", help="YAML with data:, train:, evaluate: sections (the workflow's keys)"
+    )
     p.add_argument("--settings", help="the same sections as one JSON string (used by the workflow)")
-    p.add_argument("--data", help="embeddings file (.npy, .pt, .safetensors, .parquet); default synthetic")
+    p.add_argument(
+        "--data", help="embeddings file (.npy, .pt, .safetensors, .parquet); default synthetic"
+    )
     p.add_argument("--dataset", help="a dataset written by `fmscale prepare-data` (skips building)")
 
 
@@ -179,14 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("summarize", help="summary tables and plots from finished cells (no training)")
+    p = sub.add_parser(
+        "summarize", help="summary tables and plots from finished cells (no training)"
+    )
     p.add_argument("results", help="results folder of a study")
     p.add_argument("--config", help="study config (its grid: lists missing cells as failed)")
     p.add_argument("--settings", help="the same as one JSON string")
     p.set_defaults(func=_cmd_summarize)
 
-    for name, func, help_ in [("evaluate", _cmd_evaluate, "score a trained cell"),
-                              ("reference", _cmd_reference, "score the reference rows for one n_train")]:
+    for name, func, help_ in [
+        ("evaluate", _cmd_evaluate, "score a trained cell"),
+        ("reference", _cmd_reference, "score the reference rows for one n_train"),
+    ]:
         p = sub.add_parser(name, help=help_)
         if name == "evaluate":
             p.add_argument("run", help="run folder written by `fmscale train`")
@@ -208,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
     )
     from .config import ConfigError
     from .data import DataError

@@ -51,7 +51,9 @@ class TrainConfig:
             raise ConfigError(f"train.ema_decay={self.ema_decay} must be in [0, 1)")
         if self.lr <= 0 or self.grad_clip <= 0:
             raise ConfigError("train.lr and train.grad_clip must be > 0")
-        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
+        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith(
+            "cuda:"
+        ):
             raise ConfigError(f"train.device={self.device!r}; use auto, cpu, cuda, cuda:N or mps")
 
 

@@ -63,7 +63,9 @@ class DataConfig:
         if source not in ("synthetic", "file"):
             raise DataError(f"data.source={source!r}; use 'synthetic' or 'file'")
         if source == "file" and not raw.get("path"):
-            raise DataError("data.source is 'file' but data.path is not set; give the embeddings file")
+            raise DataError(
+                "data.source is 'file' but data.path is not set; give the embeddings file"
+            )
         if source == "synthetic":
             raw.pop("path", None)
         synthetic = from_section(SyntheticConfig, raw.pop("synthetic", None), "data.synthetic")
@@ -108,8 +110,12 @@ class Mixture:
 
     def state(self) -> dict[str, torch.Tensor]:
         return {
-            "weights": self.weights, "means": self.means, "covs": self.covs,
-            "basis": self.basis, "offset": self.offset, "noise_std": torch.tensor(self.noise_std),
+            "weights": self.weights,
+            "means": self.means,
+            "covs": self.covs,
+            "basis": self.basis,
+            "offset": self.offset,
+            "noise_std": torch.tensor(self.noise_std),
         }
 
     @classmethod
@@ -128,7 +134,9 @@ def make_mixture(cfg: SyntheticConfig, seed: int) -> Mixture:
     weights = weights / weights.sum()
     means = torch.randn(cfg.n_modes, k, generator=g, dtype=torch.float64) * cfg.mode_spread
     rot, _ = torch.linalg.qr(torch.randn(cfg.n_modes, k, k, generator=g, dtype=torch.float64))
-    scales = torch.exp(torch.empty(cfg.n_modes, k, dtype=torch.float64).uniform_(math.log(0.05), 0.0, generator=g))
+    scales = torch.exp(
+        torch.empty(cfg.n_modes, k, dtype=torch.float64).uniform_(math.log(0.05), 0.0, generator=g)
+    )
     covs = rot @ torch.diag_embed(scales) @ rot.transpose(1, 2)
     basis, _ = torch.linalg.qr(torch.randn(cfg.dim, k, generator=g, dtype=torch.float64))
     offset = torch.randn(cfg.dim, generator=g, dtype=torch.float64) * 0.5
@@ -168,9 +176,13 @@ def _load_array(path: Path) -> Any:
             return np.stack(frame.iloc[:, 0].to_numpy())
         bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
         if bad:
-            raise DataError(f"{path}: non-numeric column(s) {bad[:5]}; expected one numeric column per dimension")
+            raise DataError(
+                f"{path}: non-numeric column(s) {bad[:5]}; expected one numeric column per dimension"
+            )
         return frame.to_numpy()
-    raise DataError(f"{path}: unsupported file type '{suffix}'; use one of {', '.join(FILE_SUFFIXES)}")
+    raise DataError(
+        f"{path}: unsupported file type '{suffix}'; use one of {', '.join(FILE_SUFFIXES)}"
+    )
 
 
 def _single_tensor(path: Path, obj: Any) -> Any:
@@ -196,7 +208,9 @@ def load_embeddings(path: str | Path, min_rows: int = 1) -> torch.Tensor:
     except DataError:
         raise
     except Exception as exc:  # corrupt or unreadable files raise many library-specific errors
-        raise DataError(f"{path}: cannot read as {path.suffix} ({type(exc).__name__}: {exc})") from None
+        raise DataError(
+            f"{path}: cannot read as {path.suffix} ({type(exc).__name__}: {exc})"
+        ) from None
     if isinstance(arr, np.ndarray):
         if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
             raise DataError(f"{path}: dtype {arr.dtype} is not numeric; expected N x D floats")
@@ -204,12 +218,16 @@ def load_embeddings(path: str | Path, min_rows: int = 1) -> torch.Tensor:
     if arr.dtype == torch.bool or arr.is_complex():
         raise DataError(f"{path}: dtype {arr.dtype} is not real-valued; expected N x D floats")
     if arr.dim() != 2:
-        raise DataError(f"{path}: expected a 2-D array of N rows x D dims, got shape {tuple(arr.shape)}")
+        raise DataError(
+            f"{path}: expected a 2-D array of N rows x D dims, got shape {tuple(arr.shape)}"
+        )
     x = arr.float()
     bad = ~torch.isfinite(x)
     if bad.any():
         rows = torch.nonzero(bad.any(1)).flatten()
-        raise DataError(f"{path}: {int(bad.sum())} NaN/Inf value(s), first in row(s) {rows[:5].tolist()}")
+        raise DataError(
+            f"{path}: {int(bad.sum())} NaN/Inf value(s), first in row(s) {rows[:5].tolist()}"
+        )
     if x.shape[0] < min_rows:
         raise DataError(
             f"{path}: {x.shape[0]} rows, but the largest n_train plus validation and test sets "
@@ -238,7 +256,9 @@ class Dataset:
     def train(self, n_train: int) -> torch.Tensor:
         """The first ``n_train`` rows of the train pool (nested across n_train)."""
         if not 0 < n_train <= len(self.train_pool):
-            raise DataError(f"n_train={n_train} must be in [1, {len(self.train_pool)}] (train pool size)")
+            raise DataError(
+                f"n_train={n_train} must be in [1, {len(self.train_pool)}] (train pool size)"
+            )
         return self.train_pool[:n_train]
 
     def unstandardise(self, x: torch.Tensor) -> torch.Tensor:
@@ -248,7 +268,13 @@ class Dataset:
         """One safetensors file with splits, statistics and (synthetic) the mixture."""
         from safetensors.torch import save_file
 
-        tensors = {"train_pool": self.train_pool, "val": self.val, "test": self.test, "mean": self.mean, "std": self.std}
+        tensors = {
+            "train_pool": self.train_pool,
+            "val": self.val,
+            "test": self.test,
+            "mean": self.mean,
+            "std": self.std,
+        }
         if self.mixture is not None:
             tensors.update({f"mixture.{k}": v.float() for k, v in self.mixture.state().items()})
         meta = {"fingerprint": self.fingerprint, "source": self.source}
@@ -266,12 +292,19 @@ class Dataset:
                 meta = f.metadata()
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as exc:
-            raise DataError(f"{path}: not a readable prepared dataset ({exc}); rerun prepare_data") from None
+            raise DataError(
+                f"{path}: not a readable prepared dataset ({exc}); rerun prepare_data"
+            ) from None
         mix = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("mixture.")}
         return cls(
-            train_pool=tensors["train_pool"], val=tensors["val"], test=tensors["test"],
-            mean=tensors["mean"], std=tensors["std"], fingerprint=meta["fingerprint"],
-            source=meta["source"], mixture=Mixture.from_state(mix) if mix else None,
+            train_pool=tensors["train_pool"],
+            val=tensors["val"],
+            test=tensors["test"],
+            mean=tensors["mean"],
+            std=tensors["std"],
+            fingerprint=meta["fingerprint"],
+            source=meta["source"],
+            mixture=Mixture.from_state(mix) if mix else None,
         )
 
 
@@ -307,6 +340,12 @@ def build_dataset(cfg: DataConfig, max_n_train: int = 1) -> Dataset:
         log.warning("%d constant dimension(s) in the train pool; left unscaled", int(flat.sum()))
         std = torch.where(flat, torch.ones_like(std), std)
     return Dataset(
-        train_pool=(pool - mean) / std, val=(val - mean) / std, test=(test - mean) / std,
-        mean=mean, std=std, fingerprint=fingerprint(raw, cfg), source=source, mixture=mixture,
+        train_pool=(pool - mean) / std,
+        val=(val - mean) / std,
+        test=(test - mean) / std,
+        mean=mean,
+        std=std,
+        fingerprint=fingerprint(raw, cfg),
+        source=source,
+        mixture=mixture,
     )

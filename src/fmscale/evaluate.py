@@ -25,13 +25,17 @@ class CellError(ValueError):
     """A run folder that cannot be evaluated; the message names the file and the fix."""
 
 
-def load_cell(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+def load_cell(
+    run_dir: str | Path, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
     """The cell's EMA model (in eval mode) and its ``cell.json``."""
     run_dir = Path(run_dir)
     cell_file, weights = run_dir / "cell.json", run_dir / "model.safetensors"
     for f in (cell_file, weights):
         if not f.exists():
-            raise CellError(f"{f}: missing; train the cell first (fmscale train ... --out {run_dir})")
+            raise CellError(
+                f"{f}: missing; train the cell first (fmscale train ... --out {run_dir})"
+            )
     try:
         cell = json.loads(cell_file.read_text())
     except json.JSONDecodeError as exc:
@@ -42,16 +46,26 @@ def load_cell(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[
         state = load_file(str(weights))
     except Exception as exc:
         raise CellError(f"{weights}: unreadable ({exc}); retrain the cell") from None
-    model = create_model(cell["arch"], cell["scale"], data_dim=cell["data_dim"], table=cell.get("table"), **cell["row"])
+    model = create_model(
+        cell["arch"],
+        cell["scale"],
+        data_dim=cell["data_dim"],
+        table=cell.get("table"),
+        **cell["row"],
+    )
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise CellError(f"{weights}: does not match {cell['arch']}/{cell['scale']} ({exc})") from None
+        raise CellError(
+            f"{weights}: does not match {cell['arch']}/{cell['scale']} ({exc})"
+        ) from None
     return model.to(device).eval(), cell
 
 
 @torch.no_grad()
-def validation_loss(model: nn.Module, val: torch.Tensor, batch_size: int = 1000) -> tuple[float, float]:
+def validation_loss(
+    model: nn.Module, val: torch.Tensor, batch_size: int = 1000
+) -> tuple[float, float]:
     """CFM loss on the validation set with fixed noise and times, and v = 0's loss on the same."""
     g = torch.Generator().manual_seed(VAL_NOISE_SEED)
     x0 = torch.randn(val.shape, generator=g)
@@ -66,15 +80,22 @@ def validation_loss(model: nn.Module, val: torch.Tensor, batch_size: int = 1000)
 
 
 @torch.no_grad()
-def generate(model: nn.Module, n: int, dim: int, nfe: int, solver: str, batch_size: int) -> torch.Tensor:
+def generate(
+    model: nn.Module, n: int, dim: int, nfe: int, solver: str, batch_size: int
+) -> torch.Tensor:
     """n samples from fixed noise (the same for every cell), on the CPU."""
     x0 = torch.randn(n, dim, generator=torch.Generator().manual_seed(SAMPLE_NOISE_SEED))
     device = next(model.parameters()).device
-    out = [sample(model, x0[i : i + batch_size].to(device), nfe, solver).cpu() for i in range(0, n, batch_size)]
+    out = [
+        sample(model, x0[i : i + batch_size].to(device), nfe, solver).cpu()
+        for i in range(0, n, batch_size)
+    ]
     return torch.cat(out)
 
 
-def synthetic_metrics(samples: torch.Tensor, data: Dataset, quantile: float = 0.999) -> dict[str, float]:
+def synthetic_metrics(
+    samples: torch.Tensor, data: Dataset, quantile: float = 0.999
+) -> dict[str, float]:
     """Mode metrics against the known mixture (samples are standardised; mapped back first).
 
     A sample is on a mode when its in-plane Mahalanobis distance to its most likely
@@ -105,7 +126,9 @@ def synthetic_metrics(samples: torch.Tensor, data: Dataset, quantile: float = 0.
     }
 
 
-def score(samples: torch.Tensor, data: Dataset, train: torch.Tensor, cfg: EvalConfig, pca: Any) -> dict[str, float]:
+def score(
+    samples: torch.Tensor, data: Dataset, train: torch.Tensor, cfg: EvalConfig, pca: Any
+) -> dict[str, float]:
     """Every distribution metric (full and PCA space), plus the mode metrics on synthetic data."""
     test = data.test[: cfg.n_samples]
     out = distribution_metrics(samples, test, train, pca=pca, k=cfg.knn_k, seed=cfg.seed)

@@ -65,7 +65,9 @@ def sample(model: nn.Module, x0: torch.Tensor, nfe: int, solver: str = "midpoint
         raise ValueError(f"unknown solver '{solver}'; available: {list(SOLVERS)}")
     steps, rest = divmod(nfe, SOLVERS[solver])
     if steps < 1 or rest:
-        raise ValueError(f"nfe={nfe} is not a positive multiple of {SOLVERS[solver]} for solver '{solver}'")
+        raise ValueError(
+            f"nfe={nfe} is not a positive multiple of {SOLVERS[solver]} for solver '{solver}'"
+        )
     h = 1.0 / steps
     x = x0
     for i in range(steps):

@@ -45,7 +45,9 @@ def count_model(arch: str, row: dict, data_dim: int = 1024) -> int:
     return count_parameters(model)
 
 
-def _verdict(table: ScalingTable, scale: str, n: int, prev: int | None) -> tuple[float | None, float | None, str]:
+def _verdict(
+    table: ScalingTable, scale: str, n: int, prev: int | None
+) -> tuple[float | None, float | None, str]:
     problems = []
     ratio = None if prev is None else n / prev
     if ratio is not None and not table.ratio_min <= ratio <= table.ratio_max:
@@ -78,7 +80,9 @@ def count_table(table: ScalingTable, data_dim: int = 1024) -> list[ParamRow]:
                     scale=scale,
                     row=", ".join(f"{k}={v}" for k, v in row.items()),
                     n_params=n,
-                    target=None if table.capacity_targets is None else table.capacity_targets[scale],
+                    target=None
+                    if table.capacity_targets is None
+                    else table.capacity_targets[scale],
                     vs_target=vs_target,
                     ratio=ratio,
                     verdict=verdict,
@@ -102,7 +106,9 @@ def render_markdown(rows: list[ParamRow], table: ScalingTable) -> str:
     for r in rows:
         vs = "" if r.vs_target is None else f"{r.vs_target:+.1%}"
         ratio = "" if r.ratio is None else f"{r.ratio:.2f}x"
-        lines.append(f"| {r.arch} | {r.scale} | {r.row} | {r.n_params:,} | {vs} | {ratio} | {r.verdict} |")
+        lines.append(
+            f"| {r.arch} | {r.scale} | {r.row} | {r.n_params:,} | {vs} | {ratio} | {r.verdict} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -15,12 +15,25 @@ from .models.scaling import load_table
 
 CELL_PATTERN = "runs/{arch}/{scale}/n{n_train}/seed{seed}"
 HEADLINE_METRICS = [
-    "val_loss_ratio", "mmd2_pca", "precision_pca", "recall_pca", "one_nn_acc_pca", "fd_pca",
-    "mode_kl", "modes_covered", "variance_ratio", "memorised_fraction", "nn_train_test_ratio",
+    "val_loss_ratio",
+    "mmd2_pca",
+    "precision_pca",
+    "recall_pca",
+    "one_nn_acc_pca",
+    "fd_pca",
+    "mode_kl",
+    "modes_covered",
+    "variance_ratio",
+    "memorised_fraction",
+    "nn_train_test_ratio",
 ]
 PLOTS = [
-    "val_loss_ratio_vs_params", "mmd2_pca_vs_params", "precision_pca_vs_params", "mode_kl_vs_params",
-    "mmd2_pca_vs_n_train", "memorisation_vs_n_train",
+    "val_loss_ratio_vs_params",
+    "mmd2_pca_vs_params",
+    "precision_pca_vs_params",
+    "mode_kl_vs_params",
+    "mmd2_pca_vs_n_train",
+    "memorisation_vs_n_train",
 ]
 
 
@@ -52,10 +65,14 @@ def check_config(config: dict[str, Any]) -> None:
     table = load_table(config.get("scaling_table"))
     unknown = [a for a in grid["archs"] if a not in table.archs]
     if unknown:
-        raise ConfigError(f"grid.archs: {unknown} not in the scaling table {table.path}; it has {list(table.archs)}")
+        raise ConfigError(
+            f"grid.archs: {unknown} not in the scaling table {table.path}; it has {list(table.archs)}"
+        )
     unknown = [s for s in grid["scales"] if s not in table.scales]
     if unknown:
-        raise ConfigError(f"grid.scales: {unknown} not in the scaling table {table.path}; it has {list(table.scales)}")
+        raise ConfigError(
+            f"grid.scales: {unknown} not in the scaling table {table.path}; it has {list(table.scales)}"
+        )
     from_section(TrainConfig, config.get("train"), "train")
     from_section(EvalConfig, config.get("evaluate"), "evaluate")
     data = config["data"]

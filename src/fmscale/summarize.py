@@ -46,14 +46,25 @@ def _cell_row(results: Path, cell: dict[str, Any]) -> dict[str, Any]:
     metrics_file, cell_file = folder / "metrics.json", folder / "cell.json"
     if cell_file.exists():
         info = json.loads(cell_file.read_text())
-        row.update(n_params=info["n_params"], steps=info["steps"], train_time_s=info["wall_time_s"],
-                   steps_per_s=info["steps_per_s"], device=info["device"])
+        row.update(
+            n_params=info["n_params"],
+            steps=info["steps"],
+            train_time_s=info["wall_time_s"],
+            steps_per_s=info["steps_per_s"],
+            device=info["device"],
+        )
     if not metrics_file.exists():
         row.update(status="failed", error=_failure_reason(results, cell))
         return row
     m = json.loads(metrics_file.read_text())
-    row.update(status="ok", val_loss=m["val_loss"], val_loss_zero_velocity=m["val_loss_zero_velocity"],
-               val_loss_ratio=m["val_loss_ratio"], headline_nfe=m["headline_nfe"], **m["metrics"])
+    row.update(
+        status="ok",
+        val_loss=m["val_loss"],
+        val_loss_zero_velocity=m["val_loss_zero_velocity"],
+        val_loss_ratio=m["val_loss_ratio"],
+        headline_nfe=m["headline_nfe"],
+        **m["metrics"],
+    )
     return row
 
 
@@ -77,8 +88,17 @@ def collect(results: str | Path, grid: dict[str, list] | None = None) -> pd.Data
         ref_file = results / "references" / f"n{n_train}.json"
         if ref_file.exists():
             for name, metrics in json.loads(ref_file.read_text())["references"].items():
-                rows.append({"kind": "reference", "arch": name, "scale": "", "n_train": n_train,
-                             "seed": None, "status": "ok", **metrics})
+                rows.append(
+                    {
+                        "kind": "reference",
+                        "arch": name,
+                        "scale": "",
+                        "n_train": n_train,
+                        "seed": None,
+                        "status": "ok",
+                        **metrics,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -103,12 +123,17 @@ def pivot(frame: pd.DataFrame, metric: str, grid: dict[str, list]) -> pd.DataFra
         for scale in grid["scales"]:
             part = models[(models.arch == arch) & (models.scale == scale)]
             label = f"{arch} / {scale} ({_params_label(part.n_params.max() if 'n_params' in part else float('nan'))})"
-            out[label] = {n: _fmt(part[part.n_train == n].get(metric, pd.Series(dtype=float))) for n in grid["n_train"]}
+            out[label] = {
+                n: _fmt(part[part.n_train == n].get(metric, pd.Series(dtype=float)))
+                for n in grid["n_train"]
+            }
     refs = frame[frame.kind == "reference"]
     for name in REFERENCES:
         part = refs[refs.arch == name]
         if metric in part and part[metric].notna().any():
-            out[f"ref: {name}"] = {n: _fmt(part[part.n_train == n][metric]) for n in grid["n_train"]}
+            out[f"ref: {name}"] = {
+                n: _fmt(part[part.n_train == n][metric]) for n in grid["n_train"]
+            }
     table = pd.DataFrame.from_dict(out, orient="index")
     table.columns = [f"n={n}" for n in table.columns]
     return table
@@ -134,12 +159,28 @@ def summary_markdown(frame: pd.DataFrame, grid: dict[str, list]) -> str:
         "themselves.",
     ]
     if len(failed):
-        parts += ["", "## Failed cells", "", "| arch | scale | n_train | seed | reason |", "|---|---|---:|---:|---|"]
-        parts += [f"| {r.arch} | {r.scale} | {r.n_train} | {r.seed} | {r.error} |" for r in failed.itertuples()]
+        parts += [
+            "",
+            "## Failed cells",
+            "",
+            "| arch | scale | n_train | seed | reason |",
+            "|---|---|---:|---:|---|",
+        ]
+        parts += [
+            f"| {r.arch} | {r.scale} | {r.n_train} | {r.seed} | {r.error} |"
+            for r in failed.itertuples()
+        ]
     for metric in HEADLINE_METRICS:
         if metric not in frame:
             continue
-        parts += ["", f"## {metric}", "", f"_{DIRECTION[metric]}_", "", _markdown_table(pivot(frame, metric, grid), "arch / scale (params)")]
+        parts += [
+            "",
+            f"## {metric}",
+            "",
+            f"_{DIRECTION[metric]}_",
+            "",
+            _markdown_table(pivot(frame, metric, grid), "arch / scale (params)"),
+        ]
     return "\n".join(parts) + "\n"
 
 
@@ -147,7 +188,9 @@ def _plot_vs_params(frame: pd.DataFrame, metric: str, grid: dict[str, list], pat
     import matplotlib.pyplot as plt
 
     sizes = grid["n_train"]
-    fig, axes = plt.subplots(1, len(sizes), figsize=(4 * len(sizes), 3.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(sizes), figsize=(4 * len(sizes), 3.4), sharey=True, squeeze=False
+    )
     models = frame[(frame.kind == "model") & (frame.status == "ok")]
     refs = frame[frame.kind == "reference"]
     for ax, n in zip(axes[0], sizes):
@@ -156,11 +199,24 @@ def _plot_vs_params(frame: pd.DataFrame, metric: str, grid: dict[str, list], pat
             if part.empty or metric not in part:
                 continue
             stats = part.groupby("n_params")[metric].agg(["mean", "std"]).reset_index()
-            ax.errorbar(stats.n_params, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=arch)
+            ax.errorbar(
+                stats.n_params,
+                stats["mean"],
+                yerr=stats["std"].fillna(0),
+                marker="o",
+                capsize=3,
+                label=arch,
+            )
         for name, style in (("real_holdout", "k--"), ("gaussian_fit", "r:")):
             value = refs[(refs.arch == name) & (refs.n_train == n)].get(metric)
             if value is not None and not value.empty:
-                ax.axhline(float(value.iloc[0]), color=style[0], linestyle=style[1:], linewidth=1, label=name)
+                ax.axhline(
+                    float(value.iloc[0]),
+                    color=style[0],
+                    linestyle=style[1:],
+                    linewidth=1,
+                    label=name,
+                )
         ax.set_xscale("log")
         ax.set_title(f"n_train = {n}")
         ax.set_xlabel("parameters")
@@ -171,7 +227,9 @@ def _plot_vs_params(frame: pd.DataFrame, metric: str, grid: dict[str, list], pat
     plt.close(fig)
 
 
-def _plot_vs_n_train(frame: pd.DataFrame, metrics: list[str], grid: dict[str, list], path: Path) -> None:
+def _plot_vs_n_train(
+    frame: pd.DataFrame, metrics: list[str], grid: dict[str, list], path: Path
+) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.4), squeeze=False)

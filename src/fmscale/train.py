@@ -53,7 +53,9 @@ def pick_device(name: str = "auto") -> torch.device:
     """cuda > mps > cpu for ``auto``; otherwise the named device."""
     if name != "auto":
         if name.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device '{name}' requested but CUDA is not available; use --device cpu")
+            raise ValueError(
+                f"device '{name}' requested but CUDA is not available; use --device cpu"
+            )
         return torch.device(name)
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -79,7 +81,11 @@ def ema_decay_at(step: int, cfg: TrainConfig) -> float:
 def git_revision() -> str:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.TimeoutExpired):
@@ -89,7 +95,12 @@ def git_revision() -> str:
 def versions() -> dict[str, str]:
     import numpy
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__, "fmscale": __version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "fmscale": __version__,
+    }
 
 
 def device_name(device: torch.device) -> str:
@@ -154,10 +165,18 @@ class Trainer:
 
     def identity(self) -> dict[str, Any]:
         """What a checkpoint must match to be resumed: the cell, the settings, the data."""
-        train = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in ("ckpt_every", "keep_ckpts", "log_every", "device")}
+        train = {
+            k: v
+            for k, v in dataclasses.asdict(self.cfg).items()
+            if k not in ("ckpt_every", "keep_ckpts", "log_every", "device")
+        }
         return {
-            "arch": self.spec.arch, "row": self.row, "n_train": self.spec.n_train,
-            "seed": self.spec.seed, "train": train, "data": self.data_fingerprint,
+            "arch": self.spec.arch,
+            "row": self.row,
+            "n_train": self.spec.n_train,
+            "seed": self.spec.seed,
+            "train": train,
+            "data": self.data_fingerprint,
         }
 
     def state(self) -> dict[str, Any]:
@@ -203,7 +222,9 @@ class Trainer:
 
     def _train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
-        idx = torch.randint(len(self.x_train), (cfg.batch_size,), device=self.device, generator=self.gen)
+        idx = torch.randint(
+            len(self.x_train), (cfg.batch_size,), device=self.device, generator=self.gen
+        )
         x1 = self.x_train[idx]
         x0 = torch.randn(x1.shape, device=self.device, generator=self.gen)
         t = torch.rand(cfg.batch_size, device=self.device, generator=self.gen)
@@ -229,7 +250,13 @@ class Trainer:
         log = _TrainLog(self.out / "train_log.csv", self.step)
         losses, norms = [], []
         tick, tick_step = time.perf_counter(), self.step
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, desc=self.out.name, mininterval=2)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            disable=not progress,
+            desc=self.out.name,
+            mininterval=2,
+        )
         with _StopFlag() as stop:
             while self.step < cfg.steps:
                 loss, norm = self._train_step()
@@ -250,7 +277,13 @@ class Trainer:
                 rate = (self.step - tick_step) / (now - tick)
                 self.wall_time += now - tick
                 tick, tick_step = now, self.step
-                log.write(self.step, values.mean().item(), self.sched.get_last_lr()[0], torch.stack(norms).mean().item(), rate)
+                log.write(
+                    self.step,
+                    values.mean().item(),
+                    self.sched.get_last_lr()[0],
+                    torch.stack(norms).mean().item(),
+                    rate,
+                )
                 bar.set_postfix(loss=f"{values.mean().item():.4f}", steps_s=f"{rate:.1f}")
                 losses, norms = [], []
                 if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps or stop.signal:
@@ -279,7 +312,9 @@ class _TrainLog:
 
     def write(self, step: int, loss: float, lr: float, grad_norm: float, rate: float) -> None:
         with self.path.open("a", newline="") as f:
-            csv.writer(f).writerow([step, f"{loss:.6g}", f"{lr:.6g}", f"{grad_norm:.6g}", f"{rate:.3f}"])
+            csv.writer(f).writerow(
+                [step, f"{loss:.6g}", f"{lr:.6g}", f"{grad_norm:.6g}", f"{rate:.3f}"]
+            )
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
@@ -287,7 +322,9 @@ def save_weights(model: nn.Module, path: Path) -> None:
     from safetensors.torch import save_file
 
     tmp = path.with_suffix(".tmp")
-    save_file({k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    save_file(
+        {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp)
+    )
     tmp.replace(path)
 
 
@@ -339,4 +376,7 @@ def _save_stats(data: Dataset, out: Path) -> None:
     """The standardisation (train-pool mean and std) used by this run."""
     from safetensors.torch import save_file
 
-    save_file({"mean": data.mean.contiguous(), "std": data.std.contiguous()}, str(out / "data_stats.safetensors"))
+    save_file(
+        {"mean": data.mean.contiguous(), "std": data.std.contiguous()},
+        str(out / "data_stats.safetensors"),
+    )

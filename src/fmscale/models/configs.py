@@ -50,7 +50,9 @@ class UNetConfig:
 
     def check(self) -> None:
         if not self.hidden_dims or any(d <= 0 for d in self.hidden_dims):
-            raise ValueError(f"hidden_dims={list(self.hidden_dims)} must be a non-empty list of positive ints")
+            raise ValueError(
+                f"hidden_dims={list(self.hidden_dims)} must be a non-empty list of positive ints"
+            )
         _positive(self, "mlp_ratio")
 
 

@@ -35,7 +35,9 @@ class DiTBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(dim, inner), nn.GELU(approximate="tanh"), nn.Linear(inner, dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, inner), nn.GELU(approximate="tanh"), nn.Linear(inner, dim)
+        )
         self.ada = nn.Sequential(nn.SiLU(), zero_linear(dim, 6 * dim))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

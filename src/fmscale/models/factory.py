@@ -34,12 +34,19 @@ def resolve_row(
     row = get_scaled_config(arch, scale, table)
     unknown = sorted(set(overrides) - set(field_names(arch)))
     if unknown:
-        raise ValueError(f"unknown key(s) {unknown} for arch '{arch}'; allowed: {field_names(arch)}")
+        raise ValueError(
+            f"unknown key(s) {unknown} for arch '{arch}'; allowed: {field_names(arch)}"
+        )
     for key, value in overrides.items():
         if key in row and row[key] != value:
             log.warning(
                 "%s/%s: override %s=%r replaces the table's %s=%r",
-                arch, scale or "default", key, value, key, row[key],
+                arch,
+                scale or "default",
+                key,
+                value,
+                key,
+                row[key],
             )
         row[key] = value
     return row

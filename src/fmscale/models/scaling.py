@@ -46,7 +46,9 @@ class ScalingTable:
     def row(self, arch: str, scale: str | None = None) -> dict[str, Any]:
         """A mutable copy of the row; unknown arch or scale raise ValueError listing what exists."""
         if arch not in self.rows:
-            raise ValueError(f"unknown arch '{arch}'; available: {list(self.rows)} (table {self.path})")
+            raise ValueError(
+                f"unknown arch '{arch}'; available: {list(self.rows)} (table {self.path})"
+            )
         scale = self.default_scale if scale is None else scale
         if scale not in self.rows[arch]:
             raise ValueError(
@@ -91,13 +93,17 @@ def _parse_capacity(path: Path, spec: Any, scales: tuple[str, ...]) -> tuple[dic
     if spec is None:
         return None, 0.15
     if not isinstance(spec, dict) or set(spec) - {"targets", "tolerance"}:
-        raise _fail(path, "capacity", f"must be a mapping with keys targets, tolerance; got {spec!r}")
+        raise _fail(
+            path, "capacity", f"must be a mapping with keys targets, tolerance; got {spec!r}"
+        )
     tol = _number(path, "capacity.tolerance", spec.get("tolerance", 0.15))
     if not 0 < tol < 1:
         raise _fail(path, "capacity.tolerance", f"must be in (0, 1), got {tol}")
     targets = spec.get("targets")
     if not isinstance(targets, dict) or set(targets) != set(scales):
-        raise _fail(path, "capacity.targets", f"must map every scale {list(scales)} to a parameter count")
+        raise _fail(
+            path, "capacity.targets", f"must map every scale {list(scales)} to a parameter count"
+        )
     for scale, n in targets.items():
         if _number(path, f"capacity.targets.{scale}", n) <= 0:
             raise _fail(path, f"capacity.targets.{scale}", f"must be > 0, got {n}")
@@ -117,7 +123,9 @@ def _parse_rows(path: Path, archs: Any, scales: tuple[str, ...]) -> dict:
         extra = [s for s in by_scale if s not in scales]
         if missing or extra:
             raise _fail(
-                path, f"archs.{arch}", f"scales must be exactly {list(scales)}; missing {missing}, unexpected {extra}"
+                path,
+                f"archs.{arch}",
+                f"scales must be exactly {list(scales)}; missing {missing}, unexpected {extra}",
             )
         rows[arch] = {}
         for scale in scales:
@@ -139,7 +147,9 @@ def parse_table(raw: Any, path: Path) -> ScalingTable:
         raise _fail(path, "top level", "must be a mapping")
     unknown = sorted(set(raw) - TOP_LEVEL_KEYS)
     if unknown:
-        raise _fail(path, "top level", f"unknown key(s) {unknown}; allowed: {sorted(TOP_LEVEL_KEYS)}")
+        raise _fail(
+            path, "top level", f"unknown key(s) {unknown}; allowed: {sorted(TOP_LEVEL_KEYS)}"
+        )
     scales = raw.get("scales")
     if (
         not isinstance(scales, list)
@@ -197,6 +207,10 @@ def list_available_scales(table: str | Path | None = None) -> dict[str, list[str
 
 
 SCALING_CONFIGS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
-    {f"{arch}_{scale}": row for arch, rows in load_table().rows.items() for scale, row in rows.items()}
+    {
+        f"{arch}_{scale}": row
+        for arch, rows in load_table().rows.items()
+        for scale, row in rows.items()
+    }
 )
 """The default table, keyed ``f"{arch}_{scale}"``; read-only."""
