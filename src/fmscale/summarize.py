@@ -240,6 +240,11 @@ def _plot_vs_n_train(
                 continue
             stats = part.groupby("n_train")[metric].mean()
             ax.plot(stats.index, stats.values, marker="o", label=f"{arch}/{scale}")
+        refs = frame[frame.kind == "reference"]
+        for name, style in (("real_holdout", "k--"), ("memoriser", "r:")):
+            part = refs[refs.arch == name].sort_values("n_train")
+            if metric in part and part[metric].notna().any():
+                ax.plot(part.n_train, part[metric], style, linewidth=1, label=f"ref: {name}")
         ax.set_xscale("log")
         ax.set_xlabel("n_train")
         ax.set_ylabel(metric)
