@@ -184,6 +184,14 @@ def summary_markdown(frame: pd.DataFrame, grid: dict[str, list]) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _log_x(ax) -> None:
+    """Log x axis labelled only at powers of ten (minor labels overlap)."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _plot_vs_params(frame: pd.DataFrame, metric: str, grid: dict[str, list], path: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -217,7 +225,7 @@ def _plot_vs_params(frame: pd.DataFrame, metric: str, grid: dict[str, list], pat
                     linewidth=1,
                     label=name,
                 )
-        ax.set_xscale("log")
+        _log_x(ax)
         ax.set_title(f"n_train = {n}")
         ax.set_xlabel("parameters")
     axes[0][0].set_ylabel(metric)
@@ -245,7 +253,7 @@ def _plot_vs_n_train(
             part = refs[refs.arch == name].sort_values("n_train")
             if metric in part and part[metric].notna().any():
                 ax.plot(part.n_train, part[metric], style, linewidth=1, label=f"ref: {name}")
-        ax.set_xscale("log")
+        _log_x(ax)
         ax.set_xlabel("n_train")
         ax.set_ylabel(metric)
     axes[0][-1].legend(fontsize=6, ncol=2)
