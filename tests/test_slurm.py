@@ -1,0 +1,108 @@
+"""The tiny grid through the SLURM profile on a real single-node cluster (scripts/slurm_up.sh).
+
+Skipped unless a SLURM controller answers and the executor plugin is installed. Every call is
+bounded with `timeout -k`: the plugin can wait forever on a broken accounting setup, and
+Snakemake ignores a plain SIGTERM while jobs run.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = Path(__file__).with_name("workflow_tiny.yaml")
+OVERLAY = yaml.safe_load(Path(__file__).with_name("slurm_ci_overlay.yaml").read_text())
+
+
+def _cluster_up() -> str | None:
+    if shutil.which("sinfo") is None:
+        return "no SLURM client (sinfo) on this machine"
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        return "snakemake-executor-plugin-slurm is not installed (pip install -e '.[slurm]')"
+    out = subprocess.run(["timeout", "10", "sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    if out.returncode or not out.stdout.strip():
+        return "no SLURM controller answers (run scripts/slurm_up.sh as root)"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_cluster_up() is not None, reason=_cluster_up() or "")
+
+
+def _profile(tmp_path: Path) -> Path:
+    """The repository's SLURM profile with the CI overlay's partition and resources."""
+    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+    profile.update(OVERLAY)
+    folder = tmp_path / "profile"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump(profile))
+    return folder
+
+
+def _config(tmp_path: Path, **overlay) -> Path:
+    base = yaml.safe_load(TINY.read_text())
+    base.update(overlay)
+    base["results"] = str(tmp_path / "results")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(base))
+    return path
+
+
+def _snakemake(tmp_path: Path, config: Path, limit: int, *extra: str) -> subprocess.CompletedProcess:
+    cmd = ["timeout", "-k", "20", str(limit), sys.executable, "-m", "snakemake", "--snakefile",
+           str(ROOT / "Snakefile"), "--directory", str(ROOT), "--workflow-profile", str(_profile(tmp_path)),
+           "--configfile", str(config), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+
+
+def test_tiny_grid_runs_every_cell_inside_a_slurm_job(tmp_path):
+    start = time.time()
+    out = _snakemake(tmp_path, _config(tmp_path), 900)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    results = tmp_path / "results"
+    summary = pd.read_csv(results / "summary.csv")
+    models = summary[summary.kind == "model"]
+    assert len(models) == 8 and (models.status == "ok").all()
+    job_ids = set()
+    for cell in (results / "runs").glob("*/*/n*/seed*/cell.json"):
+        job_id = json.loads(cell.read_text())["slurm_job_id"]
+        assert job_id and job_id.isdigit(), cell
+        job_ids.add(job_id)
+    assert len(job_ids) == 8
+    print(f"tiny grid through SLURM: {time.time() - start:.1f} s, job ids {sorted(job_ids, key=int)}")
+
+
+def test_sigterm_through_slurm_resumes_from_checkpoint(tmp_path):
+    grid = {"archs": ["mlp"], "scales": ["small"], "n_train": [400], "seeds": [0]}
+    config = _config(tmp_path, grid=grid, train={"steps": 1500, "batch_size": 32, "ckpt_every": 50, "log_every": 50})
+    cmd_result = {}
+
+    def run():
+        cmd_result["out"] = _snakemake(tmp_path, config, 900, "--retries", "2")
+
+    import threading
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    ckpt = tmp_path / "results/runs/mlp/small/n400/seed0/ckpt"
+    deadline = time.time() + 600
+    while not list(ckpt.glob("*.sha256")):
+        assert time.time() < deadline and thread.is_alive(), "no checkpoint appeared"
+        time.sleep(0.5)
+    jobs = subprocess.run(["squeue", "-h", "-o", "%i %j", "--states=RUNNING"], capture_output=True, text=True).stdout
+    train_jobs = [line.split()[0] for line in jobs.splitlines() if line.strip()]
+    assert train_jobs, jobs
+    subprocess.run(["scancel", "--signal=TERM", "--full", *train_jobs], check=True)
+    thread.join(timeout=900)
+    out = cmd_result["out"]
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    cell = json.loads((tmp_path / "results/runs/mlp/small/n400/seed0/cell.json").read_text())
+    assert cell["steps"] == 1500 and 0 < cell["resumed_from_step"] < 1500
