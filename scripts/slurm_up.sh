@@ -25,7 +25,7 @@ pgrep -x munged >/dev/null || su -s /bin/sh munge -c "/usr/sbin/munged --force"
 if ! pgrep -x mariadbd >/dev/null; then
   [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
   (mariadbd --user=mysql --bind-address=127.0.0.1 --datadir=/var/lib/mysql \
-      --pid-file="$STATE/mariadb.pid" >"$STATE/mariadb.log" 2>&1 &)
+      --pid-file=/run/mysqld/mariadb.pid >"$STATE/mariadb.log" 2>&1 &)
   for _ in $(seq 60); do mariadb -e 'select 1' >/dev/null 2>&1 && break; sleep 0.5; done
 fi
 mariadb -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db; CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'slurm'; GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;"
