@@ -158,7 +158,11 @@ def test_interrupted_run_resumes_with_rerun_incomplete(tmp_path):
     results = tmp_path / "results"
     grid = {"archs": ["mlp"], "scales": ["small"], "n_train": [400], "seeds": [0]}
     cfg = config_file(
-        tmp_path, results, grid=grid, train={"steps": 1000, "ckpt_every": 50, "log_every": 50}
+        tmp_path,
+        results,
+        grid=grid,
+        train={"steps": 1000, "ckpt_every": 50, "log_every": 50},
+        resources={"retries": 0},  # no automatic retry: the rerun below must do the resuming
     )
     proc = subprocess.Popen(
         [*SNAKEMAKE, "--cores", "1", "--configfile", str(cfg)],
