@@ -101,15 +101,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import CellError, evaluate_cell
 
     cell_file = Path(args.run) / "cell.json"
-    if not cell_file.exists():
-        raise CellError(f"{cell_file}: missing; train the cell first")
-    stored = json.loads(cell_file.read_text()).get("config", {})
+    try:
+        cell = json.loads(cell_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CellError(
+            f"{cell_file}: missing or unreadable ({exc}); train the cell first"
+        ) from None
+    stored = cell.get("config", {})
     given = args.config or args.settings
     settings = (
         _settings(args) if given else {k: dict(stored.get(k) or {}) for k in ("data", "evaluate")}
     )
     cfg = _eval_config(args, settings["evaluate"])
-    data = _dataset(args, settings["data"], json.loads(cell_file.read_text())["n_train"])
+    data = _dataset(args, settings["data"], cell["n_train"])
     result = evaluate_cell(
         args.run, data, cfg, args.device, references=args.references, out=args.out
     )
