@@ -14,7 +14,7 @@ from .config import EvalConfig
 from .data import Dataset, Mixture
 from .flow import cfm_loss, sample
 from .metrics import distribution_metrics, gaussian_fit_samples, pca_basis
-from .models import create_model
+from .models import build_model
 from .train import pick_device
 
 VAL_NOISE_SEED = 20_240_101
@@ -46,13 +46,7 @@ def load_cell(
         state = load_file(str(weights))
     except Exception as exc:
         raise CellError(f"{weights}: unreadable ({exc}); retrain the cell") from None
-    model = create_model(
-        cell["arch"],
-        cell["scale"],
-        data_dim=cell["data_dim"],
-        table=cell.get("table"),
-        **cell["row"],
-    )
+    model = build_model(cell["arch"], cell["row"], cell["data_dim"])
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
@@ -137,7 +131,9 @@ def score(
     return out
 
 
-def reference_rows(data: Dataset, n_train: int, cfg: EvalConfig) -> dict[str, dict[str, float]]:
+def reference_rows(
+    data: Dataset, n_train: int, cfg: EvalConfig, pca: Any = None
+) -> dict[str, dict[str, float]]:
     """The rows a model's metrics are read against, for this dataset and n_train.
 
     real_holdout: validation rows the training never saw (the floor a perfect model reaches
@@ -145,7 +141,7 @@ def reference_rows(data: Dataset, n_train: int, cfg: EvalConfig) -> dict[str, di
     memoriser: training rows drawn with replacement (a model that copies its data).
     """
     train = data.train(n_train)
-    pca = pca_basis(data.train_pool, cfg.pca_dims)
+    pca = pca if pca is not None else pca_basis(data.train_pool, cfg.pca_dims)
     n = min(cfg.n_samples, len(data.test))
     pick = torch.randint(n_train, (n,), generator=torch.Generator().manual_seed(cfg.seed))
     candidates = {
@@ -195,7 +191,7 @@ def evaluate_cell(
         "eval_time_s": round(time.perf_counter() - start, 2),
     }
     if references:
-        result["references"] = reference_rows(data, cell["n_train"], cfg)
+        result["references"] = reference_rows(data, cell["n_train"], cfg, pca)
     path = Path(out) if out else run_dir / "metrics.json"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(result, indent=2))

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .models import ARCHITECTURES, build_config
+from .models import build_model
 from .models.scaling import ScalingTable, load_table
 
 
@@ -41,7 +41,7 @@ def count_parameters(model: nn.Module) -> int:
 def count_model(arch: str, row: dict, data_dim: int = 1024) -> int:
     """Build ``arch`` from ``row`` on the meta device (no memory, no init cost) and count it."""
     with torch.device("meta"):
-        model = ARCHITECTURES[arch](build_config(arch, row), data_dim=data_dim)
+        model = build_model(arch, row, data_dim)
     return count_parameters(model)
 
 

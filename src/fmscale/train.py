@@ -24,7 +24,7 @@ from .checkpoint import CheckpointStore
 from .config import TrainConfig
 from .data import Dataset
 from .flow import cfm_loss, ot_pair
-from .models import create_model, resolve_row
+from .models import build_model, resolve_row
 
 LOG_FIELDS = ["step", "loss", "lr", "grad_norm", "steps_per_s"]
 
@@ -142,9 +142,7 @@ class Trainer:
         self.autocast = cuda and cfg.bf16
         self.row = resolve_row(spec.arch, spec.scale, spec.table, **dict(spec.overrides))
         torch.manual_seed(spec.seed)
-        self.model = create_model(
-            spec.arch, spec.scale, data_dim=data.dim, table=spec.table, **dict(spec.overrides)
-        ).to(self.device)
+        self.model = build_model(spec.arch, self.row, data.dim).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.params = list(self.model.parameters())
         self.opt = torch.optim.AdamW(

@@ -12,6 +12,7 @@ from typing import Any
 _LAZY = {
     "ARCHITECTURES": ".factory",
     "create_model": ".factory",
+    "build_model": ".factory",
     "resolve_row": ".factory",
     "build_config": ".configs",
     "MambaBlock": ".mamba",

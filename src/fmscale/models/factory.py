@@ -64,5 +64,9 @@ def create_model(
 
     ``overrides`` win over the table row. Unknown arch, scale or key raise ValueError.
     """
-    cfg = build_config(arch, resolve_row(arch, scale, table, **overrides))
-    return ARCHITECTURES[arch](cfg, data_dim=data_dim)
+    return build_model(arch, resolve_row(arch, scale, table, **overrides), data_dim)
+
+
+def build_model(arch: str, row: dict[str, Any], data_dim: int = 1024) -> nn.Module:
+    """Build ``arch`` from a resolved row (e.g. the one a trained cell recorded)."""
+    return ARCHITECTURES[arch](build_config(arch, row), data_dim=data_dim)
