@@ -28,7 +28,9 @@ def _cluster_up() -> str | None:
         import snakemake_executor_plugin_slurm  # noqa: F401
     except ImportError:
         return "snakemake-executor-plugin-slurm is not installed (pip install -e '.[slurm]')"
-    out = subprocess.run(["timeout", "10", "sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    out = subprocess.run(
+        ["timeout", "10", "sinfo", "-h", "-o", "%T"], capture_output=True, text=True
+    )
     if out.returncode or not out.stdout.strip():
         return "no SLURM controller answers (run scripts/slurm_up.sh as root)"
     return None
@@ -56,10 +58,27 @@ def _config(tmp_path: Path, **overlay) -> Path:
     return path
 
 
-def _snakemake(tmp_path: Path, config: Path, limit: int, *extra: str) -> subprocess.CompletedProcess:
-    cmd = ["timeout", "-k", "20", str(limit), sys.executable, "-m", "snakemake", "--snakefile",
-           str(ROOT / "Snakefile"), "--directory", str(ROOT), "--workflow-profile", str(_profile(tmp_path)),
-           "--configfile", str(config), *extra]
+def _snakemake(
+    tmp_path: Path, config: Path, limit: int, *extra: str
+) -> subprocess.CompletedProcess:
+    cmd = [
+        "timeout",
+        "-k",
+        "20",
+        str(limit),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(ROOT),
+        "--workflow-profile",
+        str(_profile(tmp_path)),
+        "--configfile",
+        str(config),
+        *extra,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
 
 
@@ -77,12 +96,18 @@ def test_tiny_grid_runs_every_cell_inside_a_slurm_job(tmp_path):
         assert job_id and job_id.isdigit(), cell
         job_ids.add(job_id)
     assert len(job_ids) == 8
-    print(f"tiny grid through SLURM: {time.time() - start:.1f} s, job ids {sorted(job_ids, key=int)}")
+    print(
+        f"tiny grid through SLURM: {time.time() - start:.1f} s, job ids {sorted(job_ids, key=int)}"
+    )
 
 
 def test_sigterm_through_slurm_resumes_from_checkpoint(tmp_path):
     grid = {"archs": ["mlp"], "scales": ["small"], "n_train": [400], "seeds": [0]}
-    config = _config(tmp_path, grid=grid, train={"steps": 1500, "batch_size": 32, "ckpt_every": 50, "log_every": 50})
+    config = _config(
+        tmp_path,
+        grid=grid,
+        train={"steps": 1500, "batch_size": 32, "ckpt_every": 50, "log_every": 50},
+    )
     cmd_result = {}
 
     def run():
@@ -97,7 +122,9 @@ def test_sigterm_through_slurm_resumes_from_checkpoint(tmp_path):
     while not list(ckpt.glob("*.sha256")):
         assert time.time() < deadline and thread.is_alive(), "no checkpoint appeared"
         time.sleep(0.5)
-    jobs = subprocess.run(["squeue", "-h", "-o", "%i %j", "--states=RUNNING"], capture_output=True, text=True).stdout
+    jobs = subprocess.run(
+        ["squeue", "-h", "-o", "%i %j", "--states=RUNNING"], capture_output=True, text=True
+    ).stdout
     train_jobs = [line.split()[0] for line in jobs.splitlines() if line.strip()]
     assert train_jobs, jobs
     subprocess.run(["scancel", "--signal=TERM", "--full", *train_jobs], check=True)

@@ -3,7 +3,7 @@
 ``MambaBlock`` has exactly the parameter names, shapes and initialisation of
 ``mamba_ssm.Mamba`` (in_proj, conv1d, x_proj, dt_proj, A_log, D, out_proj), so state_dicts load
 both ways with ``strict=True``. On CUDA, with mamba-ssm importable, it runs mamba-ssm's fused
-kernel on its own parameters; everywhere else a pure-PyTorch selective scan.
+kernel on its own parameters; everywhere else the pure-PyTorch selective scan of ``scan.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from torch import nn
 
 from .configs import MambaConfig
 from .layers import TimestepEmbedder, TokenHead, check_tokenizable, modulate, zero_linear
+from .scan import selective_scan
 
 log = logging.getLogger(__name__)
 
@@ -28,31 +29,6 @@ except Exception as exc:  # ImportError, OSError from a broken CUDA build, ...
 
 MAMBA_FUSED_AVAILABLE: bool = mamba_inner_fn is not None and torch.cuda.is_available()
 """True when ``MambaBlock`` runs mamba-ssm's fused kernel for CUDA inputs."""
-
-
-def selective_scan(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor,
-) -> torch.Tensor:
-    """Selective scan h_l = exp(delta_l A) h_{l-1} + delta_l B_l u_l, y_l = C_l h_l + D u_l.
-
-    u, delta: [batch, L, d_inner]; A: [d_inner, d_state]; B, C: [batch, L, d_state];
-    D: [d_inner]. Returns y: [batch, L, d_inner]. delta is already softplus-ed.
-    """
-    # Unbind along L once: indexing [:, step] inside the loop would make autograd scatter into
-    # a full-size zero tensor per step (measured 13.8 s per small-model step on CPU).
-    h = u.new_zeros(u.shape[0], u.shape[2], A.shape[1])
-    ys = []
-    for d_l, du_l, b_l, c_l in zip(
-        delta.unbind(1), (delta * u).unbind(1), B.unbind(1), C.unbind(1)
-    ):
-        h = torch.exp(d_l.unsqueeze(-1) * A) * h + du_l.unsqueeze(-1) * b_l.unsqueeze(1)
-        ys.append(torch.bmm(h, c_l.unsqueeze(-1)).squeeze(-1))
-    return torch.stack(ys, dim=1) + u * D
 
 
 class MambaBlock(nn.Module):
