@@ -119,6 +119,18 @@ def model_step_seconds(scale: str, batch: int, forms: list[str], repeat: int) ->
     return {form: statistics.median(t) for form, t in times.items()}
 
 
+def profile_form(form: str, batch: int, d_inner: int) -> str:
+    """torch.profiler's op table (self CPU time) for one forward + backward of ``form``."""
+    from torch.profiler import profile
+
+    args = scan_inputs(batch, d_inner)
+    gy = torch.randn(batch, 16, d_inner)
+    torch.autograd.grad(FORMS[form](*args), args, gy)
+    with profile() as prof:
+        torch.autograd.grad(FORMS[form](*args), args, gy)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+
+
 def report(rows: list[dict], stem: Path, header: list[str], title: str) -> None:
     """Print ``rows`` as Markdown and write them to ``stem``.csv / .md."""
     table = markdown_table(rows, {column: (column, "{}") for column in rows[0]})
@@ -135,8 +147,13 @@ def main() -> None:
     parser.add_argument("--model-forms", default="blocked,loop")
     parser.add_argument("--model-batch", type=int, default=256)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--profile", metavar="FORM:BATCH:D_INNER", help="only profile one form")
     args = parser.parse_args()
-    header = machine_lines(torch.device("cpu"), {})
+    if args.profile:
+        form, batch, d_inner = args.profile.split(":")
+        print(profile_form(form, int(batch), int(d_inner)))
+        return
+    header = [line for line in machine_lines(torch.device("cpu"), {}) if "peak" not in line]
     print("\n".join(header))
     rows = []
     for scale in args.scales.split(","):

@@ -490,7 +490,7 @@ def bench_train_cell(
         "data load (Dataset.load)": t["data_load"],
         "AdamW construction (the first one imports torch._dynamo)": t["adamw"],
         "rest of Trainer.__init__ (model, EMA copy, train rows)": t["model_build"] - t["adamw"],
-        "Trainer.run beyond wall_time_s (last checkpoint, setup)": t["train_run"] - training,
+        "Trainer.run beyond wall_time_s (checkpoint writes, setup)": t["train_run"] - training,
         "save EMA weights (model.safetensors)": t["save_weights"],
         "git revision (subprocess)": t["git_revision"],
     }
@@ -509,7 +509,7 @@ def bench_train_cell(
         single_row(
             f"{name}: checkpoint writes",
             t["checkpoint_save"],
-            f"{n_ckpt} writes; all but the last are counted in wall_time_s",
+            f"{n_ckpt} writes, inside the line above (wall_time_s leaves them out)",
         )
     )
     return rows
