@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from fmscale.models import MAMBA_FUSED_AVAILABLE, MambaBlock, create_model
+from fmscale.models.mamba import causal_depthwise_conv
 from fmscale.models.scan import BLOCK_ELEMENTS, SCAN_FORMS, block_rows, selective_scan
 
 
@@ -79,6 +80,18 @@ def test_blocked_scan_walks_the_batch_in_slices(monkeypatch):
 def test_unknown_scan_form_is_named():
     with pytest.raises(ValueError, match="unknown scan form 'fft'.*blocked"):
         selective_scan(*scan_inputs(), form="fft")
+
+
+def test_causal_conv_matches_conv1d_with_gradients():
+    conv = torch.nn.Conv1d(24, 24, 4, groups=24, padding=3)
+    x = torch.randn(3, 16, 24, requires_grad=True)
+    gy = torch.randn(3, 16, 24)
+    want = conv(x.transpose(1, 2))[..., :16].transpose(1, 2)
+    got = causal_depthwise_conv(x, conv.weight, conv.bias)
+    torch.testing.assert_close(got, want)
+    params = [x, conv.weight, conv.bias]
+    for g, w in zip(torch.autograd.grad(got, params, gy), torch.autograd.grad(want, params, gy)):
+        torch.testing.assert_close(g, w)
 
 
 def test_block_matches_reference_forward():
