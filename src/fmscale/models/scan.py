@@ -11,8 +11,9 @@ tests.
 Why ``blocked`` wins: the scan is elementwise work on [batch, L, d_inner, d_state] states, 16x
 the size of its inputs. Any form that materialises them for the whole batch pays for fresh
 allocations (page faults) and DRAM traffic on every op. ``blocked`` walks the batch in slices
-whose states fit in cache, reuses four work buffers, and keeps nothing of that size for the
-backward pass: it recomputes the states there, as mamba-ssm's fused CUDA kernel does.
+whose states fit in cache and reuses four work buffers. When the batch takes several slices it
+keeps nothing of that size for the backward pass but recomputes the states there, as
+mamba-ssm's fused CUDA kernel does.
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ SCAN_FORMS: dict[str, ScanFn] = {
     "parallel": scan_parallel,
     "lxl": scan_lxl,
 }
-"""Every form by name; the first is the default."""
+"""Every form by name."""
 
 DEFAULT_SCAN = "blocked"
 
