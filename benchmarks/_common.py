@@ -131,13 +131,14 @@ def markdown_table(rows: list[dict[str, Any]], columns: dict[str, tuple[str, str
     return head + body
 
 
-def machine_lines(device: torch.device, peaks: dict[str, float]) -> list[str]:
-    """Device, CPU, threads, versions, matmul peaks, command line and date, one per line."""
+def machine_lines(device: torch.device, peaks: dict[str, float] | None = None) -> list[str]:
+    """Device, CPU, threads, versions, matmul peaks (when given), command line and date."""
+    peak = ", ".join(f"{k} {v:,.0f}" for k, v in (peaks or {}).items())
     return [
         f"device: {device.type} ({device_name(device)})",
         f"CPU: {cpu_model()}, {torch.get_num_threads()} torch threads",
         f"torch {torch.__version__}, Python {platform.python_version()}",
-        "matmul peak GFLOP/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in peaks.items()),
+        *([f"matmul peak GFLOP/s: {peak}"] if peak else []),
         f"command: `python {shlex.join(sys.argv)}`",
         f"date: {datetime.now().astimezone().isoformat(timespec='seconds')}",
     ]

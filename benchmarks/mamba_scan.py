@@ -153,7 +153,7 @@ def main() -> None:
         form, batch, d_inner = args.profile.split(":")
         print(profile_form(form, int(batch), int(d_inner)))
         return
-    header = [line for line in machine_lines(torch.device("cpu"), {}) if "peak" not in line]
+    header = machine_lines(torch.device("cpu"))
     print("\n".join(header))
     rows = []
     for scale in args.scales.split(","):
