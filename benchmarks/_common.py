@@ -1,20 +1,30 @@
-"""Helpers shared by the benchmarks: machine description, matmul peak, memory, tables."""
+"""Helpers shared by the benchmarks: machine description, matmul peak, memory, tables.
+
+torch is imported inside the functions that use it, not here: pipeline_overhead.py imports this
+module in child processes that measure which modules get imported and how long that takes.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import csv
 import gc
+import importlib.metadata
 import platform
 import re
 import shlex
 import sys
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+"""Where the scripts write their tables unless ``--out`` says otherwise."""
 
 
 def cpu_model() -> str:
@@ -28,6 +38,8 @@ def cpu_model() -> str:
 
 def device_name(device: torch.device) -> str:
     """The GPU's name on CUDA, the CPU model otherwise."""
+    import torch
+
     return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
 
 
@@ -40,6 +52,8 @@ def device_kind(device: torch.device) -> str:
 
 def synchronize(device: torch.device) -> None:
     """Wait for queued device work, so the clock reads finished work."""
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -47,6 +61,8 @@ def synchronize(device: torch.device) -> None:
 @contextlib.contextmanager
 def tf32(enabled: bool) -> Iterator[None]:
     """Set CUDA's TF32 matmul / cuDNN flags inside the block, restore them after."""
+    import torch
+
     cuda_flag, cudnn_flag = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
     try:
@@ -63,6 +79,8 @@ def matmul_peaks(device: torch.device, repeats: int = 3) -> dict[str, float]:
 
     CPU: fp32 at n = 4096. CUDA: fp32 (TF32 off), tf32 and bf16 at n = 8192.
     """
+    import torch
+
     cuda = device.type == "cuda"
     n = 8192 if cuda else 4096
     kinds = {"fp32": (torch.float32, False)}
@@ -72,8 +90,9 @@ def matmul_peaks(device: torch.device, repeats: int = 3) -> dict[str, float]:
     for name, (dtype, allow_tf32) in kinds.items():
         a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
         with tf32(allow_tf32):
-            timed(lambda: a @ b, 1, device)
-            best = min(timed(lambda: a @ b, 1, device) for _ in range(repeats))
+            matmul = lambda a=a, b=b: a @ b  # noqa: E731
+            timed(matmul, 1, device)
+            best = min(timed(matmul, 1, device) for _ in range(repeats))
         peaks[name] = 2 * n**3 / best / 1e9
     return peaks
 
@@ -104,6 +123,8 @@ def peak_growth_mb(step: Callable[[], Any], device: torch.device, n: int = 3) ->
     gradients, optimizer state, activations and what the allocator keeps, not the model, EMA
     or data built before the steps.
     """
+    import torch
+
     gc.collect()
     if device.type == "cuda":
         synchronize(device)
@@ -117,11 +138,15 @@ def peak_growth_mb(step: Callable[[], Any], device: torch.device, n: int = 3) ->
     return (_status_kb("VmHWM") - before) / 1024
 
 
-def markdown_table(rows: list[dict[str, Any]], columns: dict[str, tuple[str, str]]) -> str:
+def markdown_table(
+    rows: list[dict[str, Any]], columns: dict[str, tuple[str, str]] | None = None
+) -> str:
     """A Markdown table: ``columns`` maps each header to (row key, str.format spec).
 
+    Without ``columns``, every key of the rows is a column, headed by the key, values as ``str``.
     Columns whose key the rows lack (e.g. measurements that were skipped) are left out.
     """
+    columns = columns or {key: (key, "{}") for key in rows[0]}
     columns = {h: kf for h, kf in columns.items() if kf[0] in rows[0]}
     head = "| " + " | ".join(columns) + " |\n|" + "|".join("---:" for _ in columns) + "|\n"
     body = "".join(
@@ -131,17 +156,37 @@ def markdown_table(rows: list[dict[str, Any]], columns: dict[str, tuple[str, str
     return head + body
 
 
+def versions_line(*packages: str) -> str:
+    """Installed versions of ``packages``, then Python's: ``torch 2.13.0, Python 3.11.7``."""
+    found = [f"{name} {importlib.metadata.version(name)}" for name in packages]
+    return ", ".join([*found, f"Python {platform.python_version()}"])
+
+
+def run_lines() -> list[str]:
+    """This run's command line and date."""
+    return [
+        f"command: `python {shlex.join(sys.argv)}`",
+        f"date: {datetime.now().astimezone().isoformat(timespec='seconds')}",
+    ]
+
+
 def machine_lines(device: torch.device, peaks: dict[str, float] | None = None) -> list[str]:
     """Device, CPU, threads, versions, matmul peaks (when given), command line and date."""
+    import torch
+
     peak = ", ".join(f"{k} {v:,.0f}" for k, v in (peaks or {}).items())
     return [
         f"device: {device.type} ({device_name(device)})",
         f"CPU: {cpu_model()}, {torch.get_num_threads()} torch threads",
-        f"torch {torch.__version__}, Python {platform.python_version()}",
+        versions_line("torch"),
         *([f"matmul peak GFLOP/s: {peak}"] if peak else []),
-        f"command: `python {shlex.join(sys.argv)}`",
-        f"date: {datetime.now().astimezone().isoformat(timespec='seconds')}",
+        *run_lines(),
     ]
+
+
+def report_head(title: str, lines: list[str]) -> str:
+    """A report's Markdown heading, then ``lines`` as a bullet list and a blank line."""
+    return f"# {title}\n\n" + "".join(f"- {line}\n" for line in lines) + "\n"
 
 
 def write_report(stem: Path, title: str, lines: list[str], table: str, rows: list[dict]) -> None:
@@ -151,5 +196,4 @@ def write_report(stem: Path, title: str, lines: list[str], table: str, rows: lis
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    text = f"# {title}\n\n" + "".join(f"- {line}\n" for line in lines) + "\n" + table
-    stem.with_suffix(".md").write_text(text)
+    stem.with_suffix(".md").write_text(report_head(title, lines) + table)

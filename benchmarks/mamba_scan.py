@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _common import RESULTS_DIR, machine_lines, markdown_table, write_report
 
 import fmscale.models.mamba as mamba_module
-from _common import machine_lines, markdown_table, write_report
 from fmscale.models import create_model, get_scaled_config
 from fmscale.models.scan import SCAN_FORMS, scan_loop, selective_scan
 
@@ -69,7 +69,9 @@ def max_rel_error(form: Callable, batch: int, d_inner: int) -> float:
     args = [x.detach().float().requires_grad_() for x in args64]
     y = form(*args)
     got = [y.detach(), *torch.autograd.grad(y, args, gy.float())]
-    return max(float((g.double() - w).abs().max() / w.abs().max()) for g, w in zip(got, want))
+    return max(
+        float((g.double() - w).abs().max() / w.abs().max()) for g, w in zip(got, want, strict=True)
+    )
 
 
 def time_forms(forms: dict, batch: int, d_inner: int, repeat: int) -> dict[str, float]:
@@ -133,7 +135,7 @@ def profile_form(form: str, batch: int, d_inner: int) -> str:
 
 def report(rows: list[dict], stem: Path, header: list[str], title: str) -> None:
     """Print ``rows`` as Markdown and write them to ``stem``.csv / .md."""
-    table = markdown_table(rows, {column: (column, "{}") for column in rows[0]})
+    table = markdown_table(rows)
     print(f"\n{title}\n\n{table}")
     write_report(stem, title, header, table, rows)
 
@@ -146,7 +148,7 @@ def main() -> None:
     parser.add_argument("--max-gib", type=float, default=4.0)
     parser.add_argument("--model-forms", default="blocked,loop")
     parser.add_argument("--model-batch", type=int, default=256)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--profile", metavar="FORM:BATCH:D_INNER", help="only profile one form")
     args = parser.parse_args()
     if args.profile:

@@ -26,9 +26,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
-import datetime
-import importlib.metadata
 import json
 import os
 import platform
@@ -39,12 +36,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import astuple, dataclass, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from _common import (
+    RESULTS_DIR,
+    cpu_model,
+    markdown_table,
+    report_head,
+    run_lines,
+    versions_line,
+    write_report,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_DIR = Path(__file__).resolve().parent
+TITLE = "fmscale pipeline overhead"
 BIN = Path(sys.executable).parent
 HEAVY = ("torch", "pandas", "matplotlib", "scipy", "numpy")
 BIG_GRID = {
@@ -216,6 +225,13 @@ def bench_dag(config: dict[str, Any], repeat: int, tmp: Path) -> list[Row]:
     return rows
 
 
+def assert_not_imported(modules: tuple[str, ...]) -> None:
+    """Fail if any of ``modules`` is already loaded: a probe would then miss or mistime it."""
+    loaded = [name for name in modules if name in sys.modules]
+    if loaded:
+        raise RuntimeError(f"imported before the probe started: {', '.join(loaded)}")
+
+
 def probe_imports(out: str, argv: list[str]) -> None:
     """Run snakemake's CLI in this process, recording the stack of each heavy module's import.
 
@@ -223,6 +239,7 @@ def probe_imports(out: str, argv: list[str]) -> None:
     """
     import importlib.abc
 
+    assert_not_imported(HEAVY)
     found: dict[str, Any] = {}
     workflow_files = (
         str(REPO / "Snakefile"),
@@ -383,13 +400,15 @@ def probe_train(t0: float, out: str, argv: list[str]) -> None:
 
     ``t0`` is perf_counter() at the first statement of the child, before any import.
     """
+    assert_not_imported(("torch", "fmscale"))
     times: dict[str, list[float]] = {}
     start = time.perf_counter()
+    import torch
+
     import fmscale.cli
     import fmscale.config  # main() imports .config, .data and .train before it dispatches
     import fmscale.data
     import fmscale.train
-    import torch
     from fmscale.checkpoint import CheckpointStore
 
     times["imports"] = [time.perf_counter() - start]
@@ -406,14 +425,10 @@ def probe_train(t0: float, out: str, argv: list[str]) -> None:
 
 
 def settings_json(config: dict[str, Any], *sections: str) -> str:
-    """``--settings`` as the workflow passes it: schema defaults filled, then fmscale.study."""
-    from snakemake.utils import validate
+    """``--settings`` as the workflow passes it: the resolved sections of the study config."""
+    from fmscale.study import load_study, settings
 
-    from fmscale.study import settings
-
-    config = copy.deepcopy(config)
-    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
-    return settings(config, *sections)
+    return settings(load_study(config), *sections)
 
 
 def prepare_data(config: dict[str, Any], folder: Path) -> tuple[Path, float]:
@@ -537,39 +552,12 @@ def bench_train(config: dict[str, Any], cells: list[str], n_train: int, tmp: Pat
 
 
 def header() -> list[str]:
-    """Machine, versions, date and the command, as Markdown lines."""
-    cpuinfo = Path("/proc/cpuinfo")
-    model = platform.processor() or platform.machine()
-    if cpuinfo.exists():
-        names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
-        model = names[0] if names else model
+    """Machine, versions, the command and the date (without importing torch)."""
     return [
-        "# fmscale pipeline overhead",
-        "",
-        f"- machine: {model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
-        f"- snakemake {importlib.metadata.version('snakemake')}, python "
-        f"{platform.python_version()}, torch {importlib.metadata.version('torch')}",
-        f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
-        f"- command: `{shlex.join(['python', *sys.argv])}`",
-        "",
+        f"machine: {cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
+        versions_line("snakemake", "torch"),
+        *run_lines(),
     ]
-
-
-def markdown(rows: list[Row]) -> list[str]:
-    """The rows as Markdown table lines."""
-    names = [f.name for f in fields(Row)]
-    lines = ["| " + " | ".join(names) + " |", "|---|---|---:|---:|---|---|"]
-    return lines + ["| " + " | ".join(astuple(r)) + " |" for r in rows]
-
-
-def write_results(rows: list[Row], head: list[str], out: Path) -> None:
-    """pipeline_overhead.csv (the rows) and pipeline_overhead.md (header + table) in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "pipeline_overhead.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow([f.name for f in fields(Row)])
-        writer.writerows(astuple(r) for r in rows)
-    (out / "pipeline_overhead.md").write_text("\n".join(head + markdown(rows)) + "\n")
 
 
 def main() -> None:
@@ -577,22 +565,24 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement")
     parser.add_argument("--cells", default="mlp/small,dit/tiny", help="arch/scale train jobs")
     parser.add_argument("--n-train", type=int, help="n_train of the train jobs (default: middle)")
-    parser.add_argument("--out", type=Path, default=BENCH_DIR / "results", help="output folder")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="output folder")
     args = parser.parse_args()
     config = repo_config()
     grid_n = config["grid"]["n_train"]
     n_train = args.n_train or sorted(grid_n)[len(grid_n) // 2]
     head = header()
-    print("\n".join(head), flush=True)
+    print(report_head(TITLE, head), end="", flush=True)
     with tempfile.TemporaryDirectory(prefix="fmscale-overhead-") as name:
         tmp = Path(name)
         rows = bench_dag(config, args.repeat, tmp)
         rows += heavy_imports(config, tmp)
         rows += bench_imports(args.repeat, tmp)
         rows += bench_train(config, args.cells.split(","), n_train, tmp)
-    print("\n".join(markdown(rows)))
-    write_results(rows, head, args.out)
-    print(f"\nwrote {args.out}/pipeline_overhead.md and .csv")
+    records = [asdict(row) for row in rows]
+    table = markdown_table(records)
+    print(table)
+    write_report(args.out / "pipeline_overhead", TITLE, head, table, records)
+    print(f"wrote {args.out}/pipeline_overhead.md and .csv")
 
 
 if __name__ == "__main__":

@@ -28,19 +28,28 @@ import itertools
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from _common import (
+    RESULTS_DIR,
+    device_kind,
+    machine_lines,
+    markdown_table,
+    matmul_peaks,
+    peak_growth_mb,
+    tf32,
+    timed,
+    write_report,
+)
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from _common import device_kind, machine_lines, markdown_table, matmul_peaks, peak_growth_mb
-from _common import tf32, timed, write_report
 from fmscale.config import TrainConfig
 from fmscale.data import DataConfig, Dataset, SyntheticConfig, build_dataset
 from fmscale.models import build_model, resolve_row
@@ -109,7 +118,7 @@ class PlainLoop:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip, foreach=False)
             self.opt.step()
             with torch.no_grad():
-                for pe, p in zip(self.ema.parameters(), self.model.parameters()):
+                for pe, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
                     pe.mul_(self.decay).add_(p.detach(), alpha=1 - self.decay)
             return loss.item()
 
@@ -206,7 +215,7 @@ def result_row(cell: Cell, peak: float, memory: dict) -> dict:
     row = {"arch": cell.arch, "scale": cell.scale, "batch": cell.batch}
     row |= {"params": cell.trainer.n_params, "gflop_per_step": cell.gflop}
     row |= {"fmscale_ms": fm * 1e3, "plain_ms": pl * 1e3, "speedup": pl / fm}
-    for impl, sec in zip(IMPLS, (fm, pl)):
+    for impl, sec in zip(IMPLS, (fm, pl), strict=True):
         row |= {f"{impl}_steps_s": 1 / sec, f"{impl}_samples_s": cell.batch / sec}
         row[f"{impl}_gflop_s"] = cell.gflop / sec
     row["fmscale_pct_peak"] = 100 * row["fmscale_gflop_s"] / peak
@@ -229,7 +238,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3, help="warm-up steps (>= 1, default 3)")
     p.add_argument("--max-seconds-per-cell", type=float, default=20.0)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR)
     p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True)
     for flag in GPU_FLAGS:
         p.add_argument(

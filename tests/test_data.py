@@ -52,7 +52,7 @@ def test_mixture_log_prob_matches_full_dimensional_density():
     x, _ = sample_mixture(mix, 50, seed=4)
     Q, off = mix.basis.double(), mix.offset.double()
     comps = []
-    for w, mu, cov in zip(mix.weights.double(), mix.means.double(), mix.covs.double()):
+    for w, mu, cov in zip(mix.weights.double(), mix.means.double(), mix.covs.double(), strict=True):
         full = torch.distributions.MultivariateNormal(
             off + Q @ mu, Q @ cov @ Q.T + 0.09 * torch.eye(6, dtype=torch.float64)
         )

@@ -59,7 +59,7 @@ def test_scan_form_gradients_match_float64_autograd(form):
     want = torch.autograd.grad(SCAN_FORMS["loop"](*args64), args64, gy)
     args = [x.detach().float().requires_grad_() for x in args64]
     got = torch.autograd.grad(selective_scan(*args, form=form), args, gy.float())
-    for name, g, w in zip("u delta A B C D".split(), got, want):
+    for name, g, w in zip("u delta A B C D".split(), got, want, strict=True):
         torch.testing.assert_close(g.double(), w, atol=1e-5, rtol=1e-5, msg=f"d/d{name}")
 
 
@@ -73,7 +73,7 @@ def test_blocked_scan_walks_the_batch_in_slices(monkeypatch):
     assert block_rows(args[0], 8) == 2
     sliced = selective_scan(*args)
     torch.testing.assert_close(sliced, whole, atol=1e-6, rtol=1e-6)
-    for g, w in zip(torch.autograd.grad(sliced, args, gy), whole_grads):
+    for g, w in zip(torch.autograd.grad(sliced, args, gy), whole_grads, strict=True):
         torch.testing.assert_close(g, w, atol=1e-6, rtol=1e-6)
 
 
@@ -90,7 +90,8 @@ def test_causal_conv_matches_conv1d_with_gradients():
     got = causal_depthwise_conv(x, conv.weight, conv.bias)
     torch.testing.assert_close(got, want)
     params = [x, conv.weight, conv.bias]
-    for g, w in zip(torch.autograd.grad(got, params, gy), torch.autograd.grad(want, params, gy)):
+    grads = torch.autograd.grad(got, params, gy), torch.autograd.grad(want, params, gy)
+    for g, w in zip(*grads, strict=True):
         torch.testing.assert_close(g, w)
 
 

@@ -135,3 +135,38 @@ def test_scaling_configs_are_read_only_and_copies_are_independent():
     assert get_scaled_config("unet", "tiny")["hidden_dims"] == [104, 52]
     assert list_available_scales() == {a: SCALES for a in ARCHS}
     assert set(SCALING_CONFIGS) == {f"{a}_{s}" for a in ARCHS for s in SCALES}
+
+
+def test_mlp_and_unet_share_the_film_block_and_its_state_dict_keys():
+    from fmscale.models.layers import FiLMResBlock
+
+    expected = {"film.1.weight", "film.1.bias", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+    mlp, unet = create_model("mlp", "tiny"), create_model("unet", "tiny")
+    blocks = [*mlp.blocks, *unet.down_blocks, unet.mid, *unet.up_blocks]
+    for block in blocks:
+        assert type(block) is FiLMResBlock
+        assert set(block.state_dict()) == expected
+    assert mlp.blocks[0].film[1].in_features == mlp.in_proj.out_features  # cond_dim = hidden_dim
+
+
+def test_dit_block_modulation_is_x_times_one_plus_scale_plus_shift():
+    from fmscale.models.dit import DiTBlock
+
+    torch.manual_seed(0)
+    block = DiTBlock(24, 3, 2.0)
+    torch.nn.init.normal_(block.ada[1].weight)  # adaLN-Zero starts at 0: make it non-trivial
+    torch.nn.init.normal_(block.ada[1].bias)
+    x, c = torch.randn(2, 5, 24), torch.randn(2, 24)
+    shift1, scale1, gate1, shift2, scale2, gate2 = block.ada(c).unsqueeze(1).chunk(6, dim=-1)
+    ref = x + gate1 * block.attn(block.norm1(x) * (1 + scale1) + shift1)
+    ref = ref + gate2 * block.mlp(block.norm2(ref) * (1 + scale2) + shift2)
+    assert torch.equal(block(x, c), ref)
+
+
+def test_importing_the_models_package_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, fmscale, fmscale.models; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

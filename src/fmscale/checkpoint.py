@@ -10,22 +10,14 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .files import atomic_write
+
 log = logging.getLogger(__name__)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
 
 
 class CheckpointStore:
@@ -44,8 +36,8 @@ class CheckpointStore:
         torch.save(state, buffer)
         data = buffer.getvalue()
         path = self.root / f"step_{step:08d}.pt"
-        _atomic_write(path, data)
-        _atomic_write(path.with_suffix(".sha256"), hashlib.sha256(data).hexdigest().encode())
+        atomic_write(path, data, fsync=True)
+        atomic_write(path.with_suffix(".sha256"), hashlib.sha256(data).hexdigest(), fsync=True)
         for old in self.paths()[self.keep :]:
             old.unlink(missing_ok=True)
             old.with_suffix(".sha256").unlink(missing_ok=True)

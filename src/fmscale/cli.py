@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from .config import DEVICES, SOLVERS
+
 
 def _cmd_params(args: argparse.Namespace) -> int:
     from .models.scaling import load_table
@@ -49,7 +51,8 @@ def _cmd_prepare_data(args: argparse.Namespace) -> int:
     data = _dataset(args, _settings(args)["data"], args.max_n_train)
     data.save(args.out)
     print(
-        f"{args.out}: {data.source}, train pool {tuple(data.train_pool.shape)}, val {len(data.val)}, "
+        f"{args.out}: {data.source}, train pool {tuple(data.train_pool.shape)}, "
+        f"val {len(data.val)}, "
         f"test {len(data.test)}, fingerprint {data.fingerprint}"
     )
     return 0
@@ -79,7 +82,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         spec, data, cfg, args.out, extra_config=settings, progress=not args.no_progress
     )
     print(
-        f"{args.out}: {cell['steps']} steps, {cell['steps_per_s']} steps/s, {cell['n_params']:,} params"
+        f"{args.out}: {cell['steps']} steps, {cell['steps_per_s']} steps/s, "
+        f"{cell['n_params']:,} params"
     )
     return 0
 
@@ -95,18 +99,9 @@ def _eval_config(args: argparse.Namespace, section: dict):
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
+    from .evaluate import evaluate_cell, read_cell
 
-    from .evaluate import CellError, evaluate_cell
-
-    cell_file = Path(args.run) / "cell.json"
-    try:
-        cell = json.loads(cell_file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CellError(
-            f"{cell_file}: missing or unreadable ({exc}); train the cell first"
-        ) from None
+    cell = read_cell(args.run)
     stored = cell.get("config", {})
     given = args.config or args.settings
     settings = (
@@ -120,23 +115,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     m = result["metrics"]
     print(
         f"val_loss {result['val_loss']:.4f} (v=0: {result['val_loss_zero_velocity']:.4f}); "
-        f"nfe {result['headline_nfe']}: mmd2_pca {m['mmd2_pca']:.4g}, precision_pca {m['precision_pca']:.3f}"
+        f"nfe {result['headline_nfe']}: mmd2_pca {m['mmd2_pca']:.4g}, "
+        f"precision_pca {m['precision_pca']:.3f}"
     )
     return 0
 
 
 def _cmd_reference(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     from .evaluate import reference_rows
+    from .files import atomic_write
 
     settings = _settings(args)
     cfg = _eval_config(args, settings["evaluate"])
     data = _dataset(args, settings["data"], args.n_train)
     rows = reference_rows(data, args.n_train, cfg)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"n_train": args.n_train, "references": rows}, indent=2))
+    atomic_write(args.out, json.dumps({"n_train": args.n_train, "references": rows}, indent=2))
     return 0
 
 
@@ -147,7 +142,8 @@ def _cmd_summarize(args: argparse.Namespace) -> int:
     frame = summarize(args.results, grid)
     models = frame[frame.kind == "model"]
     print(
-        f"{args.results}/summary.md: {len(models)} cells, {int((models.status != 'ok').sum())} failed"
+        f"{args.results}/summary.md: {len(models)} cells, "
+        f"{int((models.status != 'ok').sum())} failed"
     )
     return 0
 
@@ -196,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--ckpt-every", type=int)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--device", choices=DEVICES)
     p.add_argument("--ot", action="store_true", help="minibatch OT pairing of noise and data")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
@@ -218,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "evaluate":
             p.add_argument("run", help="run folder written by `fmscale train`")
             p.add_argument("--references", action="store_true", help="add the reference rows")
-            p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+            p.add_argument("--device", default="auto", choices=DEVICES)
             p.add_argument("--out", help="metrics file (default: <run>/metrics.json)")
             p.add_argument("--threads", type=int, help="CPU threads for torch")
         else:
@@ -227,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--threads", type=int, help="CPU threads for torch")
         _add_data_flags(p)
         p.add_argument("--nfe", help="comma-separated NFEs, e.g. 1,4,16,64")
-        p.add_argument("--solver", choices=["euler", "midpoint", "heun"])
+        p.add_argument("--solver", choices=list(SOLVERS))
         p.set_defaults(func=func)
     return parser
 

@@ -1,9 +1,19 @@
-"""Typed settings for training and evaluation, read from the same YAML keys the workflow uses."""
+"""Typed settings: one dataclass per config section, the single home of every default.
+
+The workflow's JSON Schema (``workflow/schemas/config.schema.yaml``) holds types and bounds
+only, for early errors that name the key; everything else reads a section through
+``from_section``, the one coercer: unknown keys, missing required keys and wrong types raise
+``ConfigError`` naming ``section.key``, then the dataclass's ``check()`` tests bounds and
+cross-field rules. Torch-free: the Snakefile imports this while it builds its DAG.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import math
+import types
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,11 +22,77 @@ import yaml
 T = TypeVar("T")
 
 SOLVERS = {"euler": 1, "midpoint": 2, "heun": 2}
-"""ODE solver name -> velocity evaluations per step."""
+"""ODE solver name -> velocity evaluations per step (the one list of solver names)."""
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+"""Device names a setting may give (plus ``cuda:N``)."""
 
 
 class ConfigError(ValueError):
     """A bad setting; the message names the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """A Gaussian mixture on a ``latent_dim``-dim subspace of R^dim plus isotropic noise."""
+
+    dim: int = 1024
+    n_rows: int = 24000
+    n_modes: int = 8
+    latent_dim: int = 16
+    mode_spread: float = 4.0
+    weight_decay: float = 0.7
+    noise_std: float = 0.05
+
+    def check(self) -> None:
+        _at_least(self, "data.synthetic", 1, "n_modes", "latent_dim")
+        _at_least(self, "data.synthetic", 2, "dim")
+        _at_least(self, "data.synthetic", 3, "n_rows")
+        if self.latent_dim > self.dim:
+            raise ConfigError(f"data.synthetic.latent_dim={self.latent_dim} exceeds dim={self.dim}")
+        if self.mode_spread <= 0 or self.noise_std <= 0 or not 0 < self.weight_decay <= 1:
+            raise ConfigError(
+                "data.synthetic: mode_spread and noise_std must be > 0, weight_decay in (0, 1]"
+            )
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the rows come from (``source: synthetic | file``) and how they are split.
+
+    ``name`` labels the prepared dataset's folder in a study; it does not change the data.
+    """
+
+    name: str = "synthetic"
+    source: str = "synthetic"
+    path: str | None = None
+    n_val: int = 2000
+    n_test: int = 2000
+    seed: int = 0
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    def check(self) -> None:
+        _at_least(self, "data", 1, "n_val", "n_test")
+        _at_least(self, "data", 0, "seed")
+        if self.source not in ("synthetic", "file"):
+            raise ConfigError(f"data.source={self.source!r}; use 'synthetic' or 'file'")
+        if self.source == "file" and not self.path:
+            raise ConfigError(
+                "data.source is 'file' but data.path is not set; give the embeddings file"
+            )
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> DataConfig:
+        """From a ``data:`` section; a ``path`` without a ``source`` means ``source: file``."""
+        raw = dict(raw or {})
+        if raw.get("path") and "source" not in raw:
+            raw["source"] = "file"
+        return from_section(cls, raw, "data")
+
+    @property
+    def file(self) -> str | None:
+        """The embeddings file, or None for the synthetic source."""
+        return self.path if self.source == "file" else None
 
 
 @dataclass(frozen=True)
@@ -42,18 +118,16 @@ class TrainConfig:
     compile: bool = False
 
     def check(self) -> None:
-        for name in ("steps", "batch_size", "ckpt_every", "keep_ckpts", "log_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train.{name}={getattr(self, name)} must be >= 1")
+        _at_least(self, "train", 1, "steps", "batch_size", "ckpt_every", "keep_ckpts", "log_every")
         if not 0 <= self.warmup_frac < 1:
             raise ConfigError(f"train.warmup_frac={self.warmup_frac} must be in [0, 1)")
+        if not 0 <= self.min_lr_frac <= 1:
+            raise ConfigError(f"train.min_lr_frac={self.min_lr_frac} must be in [0, 1]")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"train.ema_decay={self.ema_decay} must be in [0, 1)")
-        if self.lr <= 0 or self.grad_clip <= 0:
-            raise ConfigError("train.lr and train.grad_clip must be > 0")
-        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith(
-            "cuda:"
-        ):
+        if self.lr <= 0 or self.grad_clip <= 0 or self.weight_decay < 0:
+            raise ConfigError("train.lr and train.grad_clip must be > 0, weight_decay >= 0")
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise ConfigError(f"train.device={self.device!r}; use auto, cpu, cuda, cuda:N or mps")
 
 
@@ -72,39 +146,172 @@ class EvalConfig:
     def check(self) -> None:
         if self.solver not in SOLVERS:
             raise ConfigError(f"evaluate.solver={self.solver!r}; available: {list(SOLVERS)}")
-        if not self.nfe or any(n < 1 or n % SOLVERS[self.solver] for n in self.nfe):
+        per_step = SOLVERS[self.solver]
+        if not self.nfe or any(n < 1 or n % per_step for n in self.nfe):
             raise ConfigError(
-                f"evaluate.nfe={list(self.nfe)} must be positive multiples of {SOLVERS[self.solver]} for {self.solver}"
+                f"evaluate.nfe={list(self.nfe)} must be positive multiples of {per_step} "
+                f"for {self.solver}"
             )
-        for name in ("n_samples", "pca_dims", "knn_k", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"evaluate.{name} must be >= 1")
+        _at_least(self, "evaluate", 1, "pca_dims", "knn_k", "batch_size")
+        _at_least(self, "evaluate", 2, "n_samples")
+        _at_least(self, "evaluate", 0, "seed")
 
 
-def from_section(cls: type[T], raw: dict[str, Any] | None, section: str) -> T:
-    """Build ``cls`` from a mapping, naming ``section.key`` on unknown keys or wrong types."""
+@dataclass(frozen=True)
+class GridConfig:
+    """The study's axes: every arch x scale x n_train x seed is one cell."""
+
+    archs: tuple[str, ...]
+    scales: tuple[str, ...]
+    n_train: tuple[int, ...]
+    seeds: tuple[int, ...]
+
+    def check(self) -> None:
+        for name in ("archs", "scales", "n_train", "seeds"):
+            values = getattr(self, name)
+            if not values or len(set(values)) != len(values):
+                raise ConfigError(
+                    f"grid.{name}={list(values)} must be a non-empty list of distinct values"
+                )
+        if min(self.n_train) < 1 or min(self.seeds) < 0:
+            raise ConfigError("grid: n_train must be >= 1 and seeds >= 0")
+
+
+@dataclass(frozen=True)
+class ParamsConfig:
+    """The parameter gate."""
+
+    allow_off_ratio: bool = False
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    """What each job asks of the machine or the cluster."""
+
+    train_threads: int = 1
+    gpu: bool = False
+    retries: int = 1
+    runtime_min: dict[str, int] = field(
+        default_factory=lambda: {"tiny": 20, "small": 40, "base": 90}
+    )
+    mem_mb: int = 4000
+
+    def check(self) -> None:
+        _at_least(self, "resources", 1, "train_threads")
+        _at_least(self, "resources", 0, "retries")
+        _at_least(self, "resources", 256, "mem_mb")
+        bad = {k: v for k, v in self.runtime_min.items() if v < 1}
+        if bad:
+            raise ConfigError(f"resources.runtime_min: {bad} must be >= 1 minute")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A whole study config (config.yaml plus any ``--configfile`` merged over it)."""
+
+    grid: GridConfig
+    results: str = "results"
+    scaling_table: str | None = None
+    params: ParamsConfig = field(default_factory=ParamsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """One section as plain JSON-ready values."""
+        return _plain(getattr(self, name))
+
+
+def _at_least(cfg: Any, section: str, low: int, *names: str) -> None:
+    for name in names:
+        if getattr(cfg, name) < low:
+            raise ConfigError(f"{section}.{name}={getattr(cfg, name)} must be >= {low}")
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _key(section: str, key: str) -> str:
+    return f"{section}.{key}" if section else key
+
+
+def _coerce(where: str, value: Any, hint: Any) -> Any:
+    """``value`` as the type ``hint``, or ConfigError naming ``where``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return from_section(hint, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(where, value, inner)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        integral = isinstance(value, float) and math.isfinite(value) and value == int(value)
+        if isinstance(value, bool) or not (isinstance(value, int) or integral):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return int(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return tuple(_coerce(f"{where}[{i}]", v, args[0]) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return {str(k): _coerce(_key(where, str(k)), v, args[1]) for k, v in value.items()}
+    raise TypeError(f"{where}: unsupported setting type {hint}")
+
+
+def from_section(cls: type[T], raw: dict[str, Any] | None, section: str = "") -> T:
+    """Build the dataclass ``cls`` from a mapping and run its ``check()``.
+
+    Unknown or missing keys and wrong types raise ConfigError naming ``section.key``.
+    """
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{section or cls.__name__} must be a mapping, got {raw!r}")
     raw = dict(raw or {})
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(names))
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    prefix = f"{section}: " if section else ""
+    unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise ConfigError(f"{section}: unknown key(s) {unknown}; allowed: {sorted(names)}")
-    values = {}
-    for key, value in raw.items():
-        default = names[key].default
-        if isinstance(default, tuple):
-            value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-        elif isinstance(default, bool) and not isinstance(value, bool):
-            raise ConfigError(f"{section}.{key}={value!r} must be true or false")
-        elif isinstance(default, (int, float)) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{section}.{key}={value!r} must be a number")
-            if isinstance(default, int) and not isinstance(default, bool) and value != int(value):
-                raise ConfigError(f"{section}.{key}={value!r} must be an integer")
-            value = type(default)(value)
-        values[key] = value
-    obj = cls(**values)
-    if hasattr(obj, "check"):
-        obj.check()
+        raise ConfigError(f"{prefix}unknown key(s) {unknown}; allowed: {sorted(fields)}")
+    required = [
+        name
+        for name, f in fields.items()
+        if f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+        and name not in raw
+    ]
+    if required:
+        raise ConfigError(f"{prefix}missing required key(s) {required}")
+    hints = typing.get_type_hints(cls)
+    obj = cls(**{k: _coerce(_key(section, k), v, hints[k]) for k, v in raw.items()})
+    check = getattr(obj, "check", None)
+    if check is not None:
+        check()
     return obj
 
 

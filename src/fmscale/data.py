@@ -12,13 +12,15 @@ import hashlib
 import json
 import logging
 import math
-import dataclasses
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from .config import DataConfig, SyntheticConfig
+from .files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -27,52 +29,6 @@ FILE_SUFFIXES = (".npy", ".pt", ".safetensors", ".parquet")
 
 class DataError(ValueError):
     """Bad data input; the message names the file (or config field) and the problem."""
-
-
-@dataclass(frozen=True)
-class SyntheticConfig:
-    """A Gaussian mixture on a ``latent_dim``-dim subspace of R^dim plus isotropic noise."""
-
-    dim: int = 1024
-    n_rows: int = 23000
-    n_modes: int = 8
-    latent_dim: int = 16
-    mode_spread: float = 4.0
-    weight_decay: float = 0.7
-    noise_std: float = 0.05
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Where the rows come from and how they are split (``path`` set means a file)."""
-
-    path: str | None = None
-    n_val: int = 1000
-    n_test: int = 2000
-    seed: int = 0
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any] | None) -> "DataConfig":
-        """From the config's ``data:`` section (``source: synthetic | file``)."""
-        from .config import from_section
-
-        raw = dict(raw or {})
-        raw.pop("name", None)  # the workflow's label for the dataset folder
-        source = raw.pop("source", "file" if raw.get("path") else "synthetic")
-        if source not in ("synthetic", "file"):
-            raise DataError(f"data.source={source!r}; use 'synthetic' or 'file'")
-        if source == "file" and not raw.get("path"):
-            raise DataError(
-                "data.source is 'file' but data.path is not set; give the embeddings file"
-            )
-        if source == "synthetic":
-            raw.pop("path", None)
-        synthetic = from_section(SyntheticConfig, raw.pop("synthetic", None), "data.synthetic")
-        return dataclasses.replace(from_section(cls, raw, "data"), synthetic=synthetic)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -119,15 +75,13 @@ class Mixture:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, torch.Tensor]) -> "Mixture":
+    def from_state(cls, state: dict[str, torch.Tensor]) -> Mixture:
         kwargs = {k: v for k, v in state.items() if k != "noise_std"}
         return cls(noise_std=float(state["noise_std"]), **kwargs)
 
 
 def make_mixture(cfg: SyntheticConfig, seed: int) -> Mixture:
     """Seeded mixture: unequal weights (geometric), separated means, anisotropic covariances."""
-    if cfg.latent_dim > cfg.dim:
-        raise DataError(f"data.synthetic.latent_dim={cfg.latent_dim} exceeds dim={cfg.dim}")
     g = torch.Generator().manual_seed(seed)
     k = cfg.latent_dim
     weights = cfg.weight_decay ** torch.arange(cfg.n_modes, dtype=torch.float64)
@@ -172,12 +126,13 @@ def _load_array(path: Path) -> Any:
         import pandas as pd
 
         frame = pd.read_parquet(path)
-        if frame.shape[1] == 1 and frame.dtypes.iloc[0] == object:
+        if frame.shape[1] == 1 and pd.api.types.is_object_dtype(frame.dtypes.iloc[0]):
             return np.stack(frame.iloc[:, 0].to_numpy())
         bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
         if bad:
             raise DataError(
-                f"{path}: non-numeric column(s) {bad[:5]}; expected one numeric column per dimension"
+                f"{path}: non-numeric column(s) {bad[:5]}; "
+                "expected one numeric column per dimension"
             )
         return frame.to_numpy()
     raise DataError(
@@ -278,13 +233,11 @@ class Dataset:
         if self.mixture is not None:
             tensors.update({f"mixture.{k}": v.float() for k, v in self.mixture.state().items()})
         meta = {"fingerprint": self.fingerprint, "source": self.source}
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(f"{path}.tmp")
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Dataset":
+    def load(cls, path: str | Path) -> Dataset:
         from safetensors import safe_open
 
         try:
@@ -319,9 +272,9 @@ def build_dataset(cfg: DataConfig, max_n_train: int = 1) -> Dataset:
     """Load or generate the rows, split them and standardise with train-pool statistics."""
     need = max_n_train + cfg.n_val + cfg.n_test
     mixture = None
-    if cfg.path:
-        raw = load_embeddings(cfg.path, min_rows=need)
-        source = str(cfg.path)
+    if cfg.file:
+        raw = load_embeddings(cfg.file, min_rows=need)
+        source = cfg.file
     else:
         if cfg.synthetic.n_rows < need:
             raise DataError(

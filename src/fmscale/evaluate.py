@@ -12,6 +12,7 @@ from torch import nn
 
 from .config import EvalConfig
 from .data import Dataset, Mixture
+from .files import atomic_write
 from .flow import cfm_loss, sample
 from .metrics import distribution_metrics, gaussian_fit_samples, pca_basis
 from .models import build_model
@@ -25,23 +26,31 @@ class CellError(ValueError):
     """A run folder that cannot be evaluated; the message names the file and the fix."""
 
 
+def read_cell(run_dir: str | Path) -> dict[str, Any]:
+    """The ``cell.json`` a finished train job wrote in ``run_dir``."""
+    cell_file = Path(run_dir) / "cell.json"
+    try:
+        return json.loads(cell_file.read_text())
+    except FileNotFoundError:
+        raise CellError(
+            f"{cell_file}: missing; train the cell first (fmscale train ... --out {run_dir})"
+        ) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CellError(f"{cell_file}: unreadable ({exc}); retrain the cell") from None
+
+
 def load_cell(
     run_dir: str | Path, device: torch.device | str = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The cell's EMA model (in eval mode) and its ``cell.json``."""
-    run_dir = Path(run_dir)
-    cell_file, weights = run_dir / "cell.json", run_dir / "model.safetensors"
-    for f in (cell_file, weights):
-        if not f.exists():
-            raise CellError(
-                f"{f}: missing; train the cell first (fmscale train ... --out {run_dir})"
-            )
-    try:
-        cell = json.loads(cell_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise CellError(f"{cell_file}: not valid JSON ({exc}); retrain the cell") from None
     from safetensors.torch import load_file
 
+    cell = read_cell(run_dir)
+    weights = Path(run_dir) / "model.safetensors"
+    if not weights.exists():
+        raise CellError(
+            f"{weights}: missing; train the cell first (fmscale train ... --out {run_dir})"
+        )
     try:
         state = load_file(str(weights))
     except Exception as exc:
@@ -192,8 +201,5 @@ def evaluate_cell(
     }
     if references:
         result["references"] = reference_rows(data, cell["n_train"], cfg, pca)
-    path = Path(out) if out else run_dir / "metrics.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(path)
+    atomic_write(Path(out) if out else run_dir / "metrics.json", json.dumps(result, indent=2))
     return result

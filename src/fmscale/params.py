@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .files import atomic_path, atomic_write
 from .models import build_model
 from .models.scaling import ScalingTable, load_table
 
@@ -60,7 +61,8 @@ def _verdict(
         vs_target = n / target - 1
         if abs(vs_target) > table.capacity_tolerance:
             problems.append(
-                f"OFF TARGET: {vs_target:+.1%} of {target:,} (allowed ±{table.capacity_tolerance:.0%})"
+                f"OFF TARGET: {vs_target:+.1%} of {target:,} "
+                f"(allowed ±{table.capacity_tolerance:.0%})"
             )
     return ratio, vs_target, "; ".join(problems) or "ok"
 
@@ -94,7 +96,10 @@ def count_table(table: ScalingTable, data_dim: int = 1024) -> list[ParamRow]:
 
 def render_markdown(rows: list[ParamRow], table: ScalingTable) -> str:
     """The gate's table as Markdown, with a header line stating the rule it applied."""
-    rule = f"ratio to previous scale in [{table.ratio_min:g}, {table.ratio_max:g}] (target {table.ratio_target:g}x)"
+    rule = (
+        f"ratio to previous scale in [{table.ratio_min:g}, {table.ratio_max:g}] "
+        f"(target {table.ratio_target:g}x)"
+    )
     if table.capacity_targets is not None:
         rule += f"; params within ±{table.capacity_tolerance:.0%} of the scale's target"
     lines = [
@@ -113,9 +118,7 @@ def render_markdown(rows: list[ParamRow], table: ScalingTable) -> str:
 
 
 def write_csv(rows: list[ParamRow], path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
         writer.writeheader()
         writer.writerows(asdict(r) for r in rows)
@@ -136,12 +139,12 @@ def verify_params(
     if out_csv:
         write_csv(rows, out_csv)
     if out_md:
-        Path(out_md).parent.mkdir(parents=True, exist_ok=True)
-        Path(out_md).write_text(markdown)
+        atomic_write(out_md, markdown)
     bad = [f"{r.arch}/{r.scale}" for r in rows if not r.ok]
     if bad and not allow_off_ratio:
         raise ParamGateError(
-            f"{markdown}\nParameter gate failed for {', '.join(bad)}. Fix these rows of the scaling "
+            f"{markdown}\nParameter gate failed for {', '.join(bad)}. "
+            "Fix these rows of the scaling "
             "table, or pass --allow-off-ratio (config: params.allow_off_ratio: true) to record "
             "the verdicts and go on."
         )

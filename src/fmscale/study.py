@@ -1,4 +1,4 @@
-"""The study grid and the checks on config.yaml that JSON Schema cannot express.
+"""The study: its resolved config, its grid of cells, and the names the workflow shares.
 
 Torch-free: the Snakefile imports this while it builds the DAG.
 """
@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, EvalConfig, TrainConfig, from_section
+from .config import ConfigError, StudyConfig, from_section
 from .models.scaling import load_table
 
+CELL_KEYS = ("arch", "scale", "n_train", "seed")
 CELL_PATTERN = "runs/{arch}/{scale}/n{n_train}/seed{seed}"
+"""A cell's run folder under the results folder."""
+CELL_LOG_NAME = "{arch}_{scale}_n{n_train}_seed{seed}"
+"""A cell's name in per-job logs and benchmarks (``logs/<rule>/<name>.log``)."""
 HEADLINE_METRICS = [
     "val_loss_ratio",
     "mmd2_pca",
@@ -37,54 +42,68 @@ PLOTS = [
 ]
 
 
-def cells(grid: dict[str, list]) -> list[dict[str, Any]]:
+def cells(grid: dict[str, Any]) -> list[dict[str, Any]]:
     """Every arch x scale x n_train x seed, in a stable order."""
     keys = ("archs", "scales", "n_train", "seeds")
-    return [
-        {"arch": a, "scale": s, "n_train": n, "seed": k}
-        for a, s, n, k in itertools.product(*(grid[key] for key in keys))
-    ]
+    combos = itertools.product(*(grid[k] for k in keys))
+    return [dict(zip(CELL_KEYS, combo, strict=True)) for combo in combos]
 
 
-def cell_dir(results: str | Path, cell: dict[str, Any]) -> Path:
-    return Path(results) / CELL_PATTERN.format(**cell)
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    parts = re.split(r"\{(\w+)\}", pattern)
+    body = "".join(
+        re.escape(p)
+        if i % 2 == 0
+        else rf"(?P<{p}>{'[0-9]+' if p in ('n_train', 'seed') else '[^/]+'})"
+        for i, p in enumerate(parts)
+    )
+    return re.compile(body + "$")
 
 
-def settings(config: dict[str, Any], *sections: str) -> str:
-    """The named config sections as one JSON string for the CLI's ``--settings``.
+_CELL_RE = _pattern_regex(CELL_PATTERN)
+
+
+def parse_cell_dir(relative: str | Path) -> dict[str, Any] | None:
+    """The cell of a run folder given relative to the results folder, or None if it is not one."""
+    match = _CELL_RE.match(Path(relative).as_posix())
+    if match is None:
+        return None
+    cell = match.groupdict()
+    return {**cell, "n_train": int(cell["n_train"]), "seed": int(cell["seed"])}
+
+
+def load_study(config: dict[str, Any]) -> StudyConfig:
+    """The study config with every default filled in, after the checks that span sections."""
+    study = from_section(StudyConfig, config)
+    grid, data = study.grid, study.data
+    table = load_table(study.scaling_table)
+    for axis, names, known in (
+        ("archs", grid.archs, table.archs),
+        ("scales", grid.scales, table.scales),
+    ):
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ConfigError(
+                f"grid.{axis}: {unknown} not in the scaling table {table.path}; "
+                f"it has {list(known)}"
+            )
+    need = max(grid.n_train) + data.n_val + data.n_test
+    if data.source == "file":
+        if not Path(data.path).exists():
+            raise ConfigError(f"data.path: {data.path} does not exist")
+    elif data.synthetic.n_rows < need:
+        raise ConfigError(
+            f"grid.n_train: the largest n_train ({max(grid.n_train)}) + data.n_val "
+            f"({data.n_val}) + data.n_test ({data.n_test}) = {need} exceeds "
+            f"data.synthetic.n_rows ({data.synthetic.n_rows}); lower n_train or raise n_rows"
+        )
+    return study
+
+
+def settings(study: StudyConfig, *sections: str) -> str:
+    """The named sections, resolved, as one JSON string for the CLI's ``--settings``.
 
     Each rule gets only the sections it reads, so Snakemake reruns a job when (and only when)
     settings it depends on change: a new seed or evaluation NFE retrains nothing.
     """
-    return json.dumps({k: config.get(k) or {} for k in sections}, sort_keys=True)
-
-
-def check_config(config: dict[str, Any]) -> None:
-    """Cross-field checks after schema validation; raises ConfigError naming the key."""
-    grid = config["grid"]
-    table = load_table(config.get("scaling_table"))
-    unknown = [a for a in grid["archs"] if a not in table.archs]
-    if unknown:
-        raise ConfigError(
-            f"grid.archs: {unknown} not in the scaling table {table.path}; it has {list(table.archs)}"
-        )
-    unknown = [s for s in grid["scales"] if s not in table.scales]
-    if unknown:
-        raise ConfigError(
-            f"grid.scales: {unknown} not in the scaling table {table.path}; it has {list(table.scales)}"
-        )
-    from_section(TrainConfig, config.get("train"), "train")
-    from_section(EvalConfig, config.get("evaluate"), "evaluate")
-    data = config["data"]
-    need = max(grid["n_train"]) + data["n_val"] + data["n_test"]
-    if data["source"] == "file":
-        if not data.get("path"):
-            raise ConfigError("data.path: data.source is 'file' but no path is given")
-        if not Path(data["path"]).exists():
-            raise ConfigError(f"data.path: {data['path']} does not exist")
-    elif data["synthetic"]["n_rows"] < need:
-        raise ConfigError(
-            f"grid.n_train: the largest n_train ({max(grid['n_train'])}) + data.n_val ({data['n_val']}) "
-            f"+ data.n_test ({data['n_test']}) = {need} exceeds data.synthetic.n_rows "
-            f"({data['synthetic']['n_rows']}); lower n_train or raise n_rows"
-        )
+    return json.dumps({name: study.section(name) for name in sections}, sort_keys=True)

@@ -13,7 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from .study import CELL_PATTERN, HEADLINE_METRICS, PLOTS, cells
+from .files import atomic_path, atomic_write
+from .study import CELL_LOG_NAME, CELL_PATTERN, HEADLINE_METRICS, PLOTS, cells, parse_cell_dir
 
 DIRECTION = {
     "val_loss_ratio": "lower is better; 1.0 = the v = 0 baseline",
@@ -32,7 +33,7 @@ REFERENCES = ("real_holdout", "gaussian_fit", "memoriser")
 
 
 def _failure_reason(results: Path, cell: dict[str, Any]) -> str:
-    log = results / "logs" / "train" / "{arch}_{scale}_n{n_train}_seed{seed}.log".format(**cell)
+    log = results / "logs" / "train" / f"{CELL_LOG_NAME.format(**cell)}.log"
     if not log.exists():
         return "not run"
     lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
@@ -70,12 +71,16 @@ def _cell_row(results: Path, cell: dict[str, Any]) -> dict[str, Any]:
 
 def discover_grid(results: Path) -> dict[str, list]:
     """The grid implied by the run folders present (when no config is given)."""
-    found = [p.relative_to(results / "runs").parts for p in (results / "runs").glob("*/*/n*/seed*")]
+    folders = (p.relative_to(results) for p in results.glob("runs/*/*/*/*") if p.is_dir())
+    found = [cell for cell in map(parse_cell_dir, folders) if cell is not None]
     return {
-        "archs": sorted({f[0] for f in found}),
-        "scales": sorted({f[1] for f in found}),
-        "n_train": sorted({int(f[2][1:]) for f in found}),
-        "seeds": sorted({int(f[3][4:]) for f in found}),
+        axis: sorted({cell[key] for cell in found})
+        for axis, key in (
+            ("archs", "arch"),
+            ("scales", "scale"),
+            ("n_train", "n_train"),
+            ("seeds", "seed"),
+        )
     }
 
 
@@ -122,7 +127,8 @@ def pivot(frame: pd.DataFrame, metric: str, grid: dict[str, list]) -> pd.DataFra
     for arch in grid["archs"]:
         for scale in grid["scales"]:
             part = models[(models.arch == arch) & (models.scale == scale)]
-            label = f"{arch} / {scale} ({_params_label(part.n_params.max() if 'n_params' in part else float('nan'))})"
+            n_params = part.n_params.max() if "n_params" in part else float("nan")
+            label = f"{arch} / {scale} ({_params_label(n_params)})"
             out[label] = {
                 n: _fmt(part[part.n_train == n].get(metric, pd.Series(dtype=float)))
                 for n in grid["n_train"]
@@ -201,7 +207,7 @@ def _plot_vs_params(frame: pd.DataFrame, metric: str, grid: dict[str, list], pat
     )
     models = frame[(frame.kind == "model") & (frame.status == "ok")]
     refs = frame[frame.kind == "reference"]
-    for ax, n in zip(axes[0], sizes):
+    for ax, n in zip(axes[0], sizes, strict=True):
         for arch in grid["archs"]:
             part = models[(models.arch == arch) & (models.n_train == n)]
             if part.empty or metric not in part:
@@ -231,7 +237,8 @@ def _plot_vs_params(frame: pd.DataFrame, metric: str, grid: dict[str, list], pat
     axes[0][0].set_ylabel(metric)
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -242,7 +249,7 @@ def _plot_vs_n_train(
 
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.4), squeeze=False)
     models = frame[(frame.kind == "model") & (frame.status == "ok")]
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], metrics, strict=True):
         for (arch, scale), part in models.groupby(["arch", "scale"]):
             if metric not in part:
                 continue
@@ -258,7 +265,8 @@ def _plot_vs_n_train(
         ax.set_ylabel(metric)
     axes[0][-1].legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -285,7 +293,7 @@ def summarize(results: str | Path, grid: dict[str, list] | None = None) -> pd.Da
     results = Path(results)
     grid = grid or discover_grid(results)
     frame = collect(results, grid)
-    frame.to_csv(results / "summary.csv", index=False)
-    (results / "summary.md").write_text(summary_markdown(frame, grid))
+    atomic_write(results / "summary.csv", frame.to_csv(index=False))
+    atomic_write(results / "summary.md", summary_markdown(frame, grid))
     write_plots(frame, grid, results / "plots")
     return frame

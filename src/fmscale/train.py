@@ -23,6 +23,7 @@ from . import __version__
 from .checkpoint import CheckpointStore
 from .config import TrainConfig
 from .data import Dataset
+from .files import atomic_path, atomic_write
 from .flow import cfm_loss, ot_pair
 from .models import build_model, resolve_row
 
@@ -39,14 +40,13 @@ class Preempted(RuntimeError):
 
 @dataclass(frozen=True)
 class CellSpec:
-    """What identifies a cell: arch x scale x n_train x seed (plus table overrides)."""
+    """What identifies a cell: arch x scale x n_train x seed, and the scaling table it reads."""
 
     arch: str
     scale: str | None
     n_train: int
     seed: int
     table: str | None = None
-    overrides: tuple[tuple[str, Any], ...] = ()
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -78,6 +78,12 @@ def ema_decay_at(step: int, cfg: TrainConfig) -> float:
     return min(cfg.ema_decay, (1 + step) / (10 + step))
 
 
+@torch.no_grad()
+def update_ema(ema: nn.Module, params: list[torch.Tensor], decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * params, for all tensors in one fused call."""
+    torch._foreach_lerp_(list(ema.parameters()), params, 1 - decay)
+
+
 def git_revision() -> str:
     try:
         out = subprocess.run(
@@ -106,7 +112,8 @@ def versions() -> dict[str, str]:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    cpu = platform.processor() or platform.machine()
+    return f"{device.type} ({cpu}, {torch.get_num_threads()} threads)"
 
 
 class _StopFlag:
@@ -116,7 +123,7 @@ class _StopFlag:
         self.signal: int | None = None
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "_StopFlag":
+    def __enter__(self) -> _StopFlag:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -140,7 +147,7 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.autocast = cuda and cfg.bf16
-        self.row = resolve_row(spec.arch, spec.scale, spec.table, **dict(spec.overrides))
+        self.row = resolve_row(spec.arch, spec.scale, spec.table)
         torch.manual_seed(spec.seed)
         self.model = build_model(spec.arch, self.row, data.dim).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
@@ -238,8 +245,7 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
         self.opt.step()
         self.sched.step()
-        decay = ema_decay_at(self.step, cfg)
-        torch._foreach_lerp_(list(self.ema.parameters()), self.params, 1 - decay)
+        update_ema(self.ema, self.params, ema_decay_at(self.step, cfg))
         self.step += 1
         return loss.detach(), grad_norm.detach()
 
@@ -249,8 +255,7 @@ class Trainer:
 
         cfg = self.cfg
         log = _TrainLog(self.out / "train_log.csv", self.step)
-        losses, norms = [], []
-        tick, tick_step = time.perf_counter(), self.step
+        window = _LogWindow(self.step)
         bar = tqdm(
             total=cfg.steps,
             initial=self.step,
@@ -258,44 +263,70 @@ class Trainer:
             desc=self.out.name,
             mininterval=2,
         )
-        with _StopFlag() as stop:
+        with _StopFlag() as stop, bar:
             while self.step < cfg.steps:
-                loss, norm = self._train_step()
-                losses.append(loss)
-                norms.append(norm)
+                window.add(*self._train_step())
                 bar.update(1)
-                boundary = self.step % cfg.log_every == 0 or self.step % cfg.ckpt_every == 0
-                if not (boundary or self.step == cfg.steps or stop.signal):
-                    continue
-                values = torch.stack(losses).float().cpu()  # one host sync per log interval
-                if not torch.isfinite(values).all():
-                    bad = self.step - len(values) + 1 + int((~torch.isfinite(values)).nonzero()[0])
-                    raise NonFiniteLoss(
-                        f"loss became {values[~torch.isfinite(values)][0].item()} at step {bad}; "
-                        f"the last good checkpoint stays in {self.store.root}"
-                    )
-                now = time.perf_counter()
-                rate = (self.step - tick_step) / (now - tick)
-                self.wall_time += now - tick
-                tick, tick_step = now, self.step
-                log.write(
-                    self.step,
-                    values.mean().item(),
-                    self.sched.get_last_lr()[0],
-                    torch.stack(norms).mean().item(),
-                    rate,
-                )
-                bar.set_postfix(loss=f"{values.mean().item():.4f}", steps_s=f"{rate:.1f}")
-                losses, norms = [], []
-                if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps or stop.signal:
+                last = self.step == cfg.steps
+                checkpoint = self.step % cfg.ckpt_every == 0 or last or stop.signal
+                if checkpoint or self.step % cfg.log_every == 0:
+                    self._flush_log(window, log, bar)
+                if checkpoint:
                     self.store.save(self.state(), self.step)
-                    tick = time.perf_counter()  # wall_time and steps/s leave checkpoint I/O out
+                    window.restart_clock()  # wall_time and steps/s leave checkpoint I/O out
                 if stop.signal:
-                    bar.close()
                     raise Preempted(
-                        f"signal {stop.signal} at step {self.step}: checkpoint written to {self.store.root}; rerun to resume"
+                        f"signal {stop.signal} at step {self.step}: checkpoint written to "
+                        f"{self.store.root}; rerun to resume"
                     )
-        bar.close()
+
+    def _flush_log(self, window: _LogWindow, log: _TrainLog, bar: Any) -> None:
+        """Write one log row for the steps since the last one; stop on a non-finite loss."""
+        losses = window.losses()  # one host sync per log interval
+        bad = ~torch.isfinite(losses)
+        if bad.any():
+            step = self.step - len(losses) + 1 + int(bad.nonzero()[0])
+            raise NonFiniteLoss(
+                f"loss became {losses[bad][0].item()} at step {step}; "
+                f"the last good checkpoint stays in {self.store.root}"
+            )
+        loss, grad_norm = losses.mean().item(), window.grad_norm()
+        seconds, rate = window.close(self.step)
+        self.wall_time += seconds
+        log.write(self.step, loss, self.sched.get_last_lr()[0], grad_norm, rate)
+        bar.set_postfix(loss=f"{loss:.4f}", steps_s=f"{rate:.1f}")
+
+
+class _LogWindow:
+    """The per-step losses and gradient norms since the last log row, and its clock."""
+
+    def __init__(self, step: int):
+        self._losses: list[torch.Tensor] = []
+        self._norms: list[torch.Tensor] = []
+        self._step = step
+        self.restart_clock()
+
+    def add(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        self._losses.append(loss)
+        self._norms.append(grad_norm)
+
+    def losses(self) -> torch.Tensor:
+        return torch.stack(self._losses).float().cpu()
+
+    def grad_norm(self) -> float:
+        return torch.stack(self._norms).mean().item()
+
+    def restart_clock(self) -> None:
+        self._tick = time.perf_counter()
+
+    def close(self, step: int) -> tuple[float, float]:
+        """Seconds and steps/s since the clock started; empties the window."""
+        now = time.perf_counter()
+        seconds = now - self._tick
+        rate = (step - self._step) / seconds
+        self._tick, self._step = now, step
+        self._losses, self._norms = [], []
+        return seconds, rate
 
 
 class _TrainLog:
@@ -323,11 +354,9 @@ def save_weights(model: nn.Module, path: Path) -> None:
     """EMA weights as safetensors, written atomically."""
     from safetensors.torch import save_file
 
-    tmp = path.with_suffix(".tmp")
-    save_file(
-        {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp)
-    )
-    tmp.replace(path)
+    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
 
 
 def train_cell(
@@ -368,9 +397,7 @@ def train_cell(
         "git_revision": git_revision(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
-    tmp = out / "cell.json.tmp"
-    tmp.write_text(json.dumps(cell, indent=2, default=str))
-    tmp.replace(out / "cell.json")
+    atomic_write(out / "cell.json", json.dumps(cell, indent=2, default=str))
     return cell
 
 
@@ -378,7 +405,5 @@ def _save_stats(data: Dataset, out: Path) -> None:
     """The standardisation (train-pool mean and std) used by this run."""
     from safetensors.torch import save_file
 
-    save_file(
-        {"mean": data.mean.contiguous(), "std": data.std.contiguous()},
-        str(out / "data_stats.safetensors"),
-    )
+    with atomic_path(out / "data_stats.safetensors") as tmp:
+        save_file({"mean": data.mean.contiguous(), "std": data.std.contiguous()}, str(tmp))

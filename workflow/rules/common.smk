@@ -1,17 +1,23 @@
 # Grid, paths and helpers shared by every rule. Logic lives in src/fmscale/study.py.
 import os
 
-from fmscale.study import CELL_PATTERN, PLOTS, cells, check_config, settings
+from fmscale.study import (
+    CELL_LOG_NAME,
+    CELL_PATTERN,
+    PLOTS,
+    cells,
+    load_study,
+    settings,
+)
 
-check_config(config)
+STUDY = load_study(config)
 
-RESULTS = config["results"]
-GRID = config["grid"]
-DATASET = f"{RESULTS}/data/{config['data']['name']}/pool.safetensors"
+RESULTS = STUDY.results
+GRID = STUDY.section("grid")
+DATASET = f"{RESULTS}/data/{STUDY.data.name}/pool.safetensors"
 CELL = f"{RESULTS}/{CELL_PATTERN}"
-CELL_NAME = "{arch}_{scale}_n{n_train}_seed{seed}"
-TABLE_FLAG = f"--table {config['scaling_table']}" if config["scaling_table"] else ""
-RES = config["resources"]
+TABLE_FLAG = f"--table {STUDY.scaling_table}" if STUDY.scaling_table else ""
+RES = STUDY.resources
 
 
 wildcard_constraints:
@@ -29,4 +35,4 @@ def cell_files(name):
 
 def runtime_min(wildcards, attempt):
     """Minutes for a train job: grows with the scale and with each retry."""
-    return RES["runtime_min"].get(wildcards.scale, 60) * attempt
+    return RES.runtime_min.get(wildcards.scale, 60) * attempt

@@ -3,7 +3,7 @@
 
 rule prepare_data:
     input:
-        [config["data"]["path"]] if config["data"]["source"] == "file" else [],
+        [STUDY.data.file] if STUDY.data.file else [],
     output:
         f"{RESULTS}/data/{{dataset}}/pool.safetensors",
     log:
@@ -11,9 +11,9 @@ rule prepare_data:
     conda:
         "../../envs/fmscale.yaml"
     resources:
-        mem_mb=RES["mem_mb"],
+        mem_mb=RES.mem_mb,
     params:
-        settings=settings(config, "data"),
+        settings=settings(STUDY, "data"),
         max_n_train=max(GRID["n_train"]),
     shell:
         "fmscale prepare-data --settings {params.settings:q} "

@@ -9,19 +9,19 @@ rule evaluate:
     output:
         f"{CELL}/metrics.json",
     log:
-        f"{RESULTS}/logs/evaluate/{CELL_NAME}.log",
+        f"{RESULTS}/logs/evaluate/{CELL_LOG_NAME}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate/{CELL_NAME}.tsv"
-    retries: RES["retries"]
+        f"{RESULTS}/benchmarks/evaluate/{CELL_LOG_NAME}.tsv"
+    retries: RES.retries
     conda:
         "../../envs/fmscale.yaml"
-    threads: RES["train_threads"]
+    threads: RES.train_threads
     resources:
-        mem_mb=RES["mem_mb"],
+        mem_mb=RES.mem_mb,
         runtime=runtime_min,
-        gpu=1 if RES["gpu"] else 0,
+        gpu=1 if RES.gpu else 0,
     params:
-        settings=settings(config, "data", "evaluate"),
+        settings=settings(STUDY, "data", "evaluate"),
         run=lambda wildcards, input: os.path.dirname(input.model),
     shell:
         "fmscale evaluate {params.run} --dataset {input.dataset} "
@@ -37,11 +37,11 @@ rule reference:
         f"{RESULTS}/logs/reference/n{{n_train}}.log",
     conda:
         "../../envs/fmscale.yaml"
-    threads: RES["train_threads"]
+    threads: RES.train_threads
     resources:
-        mem_mb=RES["mem_mb"],
+        mem_mb=RES.mem_mb,
     params:
-        settings=settings(config, "data", "evaluate"),
+        settings=settings(STUDY, "data", "evaluate"),
     shell:
         "fmscale reference --n-train {wildcards.n_train} --dataset {input.dataset} "
         "--settings {params.settings:q} --threads {threads} --out {output} > {log} 2>&1"

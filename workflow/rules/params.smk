@@ -15,7 +15,7 @@ rule verify_params:
         "../../envs/fmscale.yaml"
     params:
         table=TABLE_FLAG,
-        allow="--allow-off-ratio" if config["params"]["allow_off_ratio"] else "",
+        allow="--allow-off-ratio" if STUDY.params.allow_off_ratio else "",
     shell:
         "fmscale params {params.table} --out-csv {output.csv} --out-md {output.md} "
         "{params.allow} 2>&1 | tee {log}"

@@ -28,13 +28,13 @@ rule summarize:
     conda:
         "../../envs/fmscale.yaml"
     params:
-        settings=settings(config, "grid"),
+        settings=settings(STUDY, "grid"),
         results=lambda wildcards, output: os.path.dirname(output.csv),
     shell:
         "fmscale summarize {params.results} --settings {params.settings:q} > {log} 2>&1"
 
 
-GRID_SETTINGS = settings(config, "grid")
+GRID_SETTINGS = settings(STUDY, "grid")
 
 
 onerror:

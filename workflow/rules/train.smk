@@ -11,19 +11,19 @@ rule train:
         cell=f"{CELL}/cell.json",
         log=f"{CELL}/train_log.csv",
     log:
-        f"{RESULTS}/logs/train/{CELL_NAME}.log",
+        f"{RESULTS}/logs/train/{CELL_LOG_NAME}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train/{CELL_NAME}.tsv"
-    retries: RES["retries"]
+        f"{RESULTS}/benchmarks/train/{CELL_LOG_NAME}.tsv"
+    retries: RES.retries
     conda:
         "../../envs/fmscale.yaml"
-    threads: RES["train_threads"]
+    threads: RES.train_threads
     resources:
-        mem_mb=lambda wildcards, attempt: RES["mem_mb"] * attempt,
+        mem_mb=lambda wildcards, attempt: RES.mem_mb * attempt,
         runtime=runtime_min,
-        gpu=1 if RES["gpu"] else 0,
+        gpu=1 if RES.gpu else 0,
     params:
-        settings=settings(config, "data", "train"),
+        settings=settings(STUDY, "data", "train"),
         table=TABLE_FLAG,
         out=lambda wildcards, output: os.path.dirname(output.model),
     shell:

@@ -14,7 +14,6 @@ _LAZY = {
     "create_model": ".factory",
     "build_model": ".factory",
     "resolve_row": ".factory",
-    "build_config": ".configs",
     "MambaBlock": ".mamba",
     "MAMBA_FUSED_AVAILABLE": ".mamba",
     "SCALING_CONFIGS": ".scaling",
@@ -22,7 +21,7 @@ _LAZY = {
     "list_available_scales": ".scaling",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

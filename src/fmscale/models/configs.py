@@ -1,20 +1,24 @@
 """Architecture hyper-parameters as dataclasses: the keys a scaling-table row may hold.
 
-Kept free of torch so the scaling table can be validated cheaply (e.g. while Snakemake builds
-its DAG).
+``ARCH_CONFIGS`` is the registry of architectures: each config names its network class
+(``network = "<module>:<class>"`` in ``fmscale.models``). Kept free of torch so the scaling
+table can be validated cheaply (e.g. while Snakemake builds its DAG).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, get_type_hints
+from typing import Any, ClassVar
+
+from ..config import from_section
 
 
 @dataclass(frozen=True)
 class MLPConfig:
     """Residual MLP: ``num_layers`` blocks of width ``hidden_dim`` (inner width x ``mlp_ratio``)."""
 
+    network: ClassVar[str] = "mlp:MLPVelocity"
     hidden_dim: int = 256
     num_layers: int = 4
     mlp_ratio: float = 4.0
@@ -27,6 +31,7 @@ class MLPConfig:
 class DiTConfig:
     """adaLN-Zero transformer over ``num_tokens`` tokens cut from the vector."""
 
+    network: ClassVar[str] = "dit:DiTVelocity"
     hidden_dim: int = 384
     num_layers: int = 3
     num_heads: int = 6
@@ -45,6 +50,7 @@ class DiTConfig:
 class UNetConfig:
     """U-Net MLP: down path through ``hidden_dims``, a bottleneck, an up path with skips."""
 
+    network: ClassVar[str] = "unet:UNetVelocity"
     hidden_dims: tuple[int, ...] = (512, 256)
     mlp_ratio: float = 2.0
 
@@ -60,6 +66,7 @@ class UNetConfig:
 class MambaConfig:
     """Bidirectional Mamba (model width ``hidden_dim``) over ``num_tokens`` chunks of the vector."""
 
+    network: ClassVar[str] = "mamba:MambaVelocity"
     hidden_dim: int = 256
     num_layers: int = 4
     d_state: int = 16
@@ -71,7 +78,7 @@ class MambaConfig:
         _positive(self, "hidden_dim", "num_layers", "d_state", "d_conv", "expand", "num_tokens")
 
 
-ARCH_CONFIGS: dict[str, type] = {
+ARCH_CONFIGS: dict[str, type] = {  # the registry: adding an arch adds its config here
     "mlp": MLPConfig,
     "dit": DiTConfig,
     "unet": UNetConfig,
@@ -90,33 +97,6 @@ def field_names(arch: str) -> list[str]:
     return [f.name for f in dataclasses.fields(ARCH_CONFIGS[arch])]
 
 
-def _coerce(name: str, value: Any, hint: Any) -> Any:
-    """Return ``value`` as the field's type, or raise ValueError naming the field."""
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{name} must be a number, got {value!r}")
-        return float(value)
-    if hint == tuple[int, ...]:
-        if not isinstance(value, (list, tuple)) or any(
-            isinstance(v, bool) or not isinstance(v, int) for v in value
-        ):
-            raise ValueError(f"{name} must be a list of integers, got {value!r}")
-        return tuple(value)
-    raise TypeError(f"unsupported field type {hint} for {name}")
-
-
 def build_config(arch: str, row: dict[str, Any]) -> Any:
-    """Make ``arch``'s config from a row; unknown keys, wrong types and bad values raise ValueError."""
-    cls = ARCH_CONFIGS[arch]
-    hints = get_type_hints(cls)
-    allowed = field_names(arch)
-    unknown = sorted(set(row) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} for arch '{arch}'; allowed keys: {allowed}")
-    cfg = cls(**{k: _coerce(k, v, hints[k]) for k, v in row.items()})
-    cfg.check()
-    return cfg
+    """``arch``'s config from a row; unknown keys, wrong types and bad values raise ValueError."""
+    return from_section(ARCH_CONFIGS[arch], row)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .configs import DiTConfig
-from .layers import TimestepEmbedder, TokenHead, check_tokenizable, zero_linear
+from .layers import TimestepEmbedder, TokenHead, check_tokenizable, modulate, zero_linear
 
 
 class Attention(nn.Module):
@@ -41,9 +41,9 @@ class DiTBlock(nn.Module):
         self.ada = nn.Sequential(nn.SiLU(), zero_linear(dim, 6 * dim))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).unsqueeze(1).chunk(6, dim=-1)
-        x = x + gate1 * self.attn(self.norm1(x) * (1 + scale1) + shift1)
-        return x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2)
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)
+        x = x + gate1.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift1, scale1))
+        return x + gate2.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
 
 class DiTVelocity(nn.Module):

@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from .configs import build_config, field_names
-from .dit import DiTVelocity
-from .mamba import MambaVelocity
-from .mlp import MLPVelocity
+from .configs import ARCH_CONFIGS, build_config, field_names
 from .scaling import get_scaled_config
-from .unet import UNetVelocity
 
 log = logging.getLogger(__name__)
 
+
+def _network(spec: str) -> type[nn.Module]:
+    module, name = spec.split(":")
+    return getattr(importlib.import_module(f".{module}", __package__), name)
+
+
 ARCHITECTURES: dict[str, type[nn.Module]] = {
-    "mlp": MLPVelocity,
-    "dit": DiTVelocity,
-    "unet": UNetVelocity,
-    "mamba": MambaVelocity,
+    arch: _network(cfg.network) for arch, cfg in ARCH_CONFIGS.items()
 }
+"""arch name -> network class, from the registry in ``configs.py``."""
 
 
 def resolve_row(

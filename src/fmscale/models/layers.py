@@ -53,6 +53,26 @@ class TimestepEmbedder(nn.Module):
         return self.mlp(self.sinusoidal(t).to(self.mlp[0].weight.dtype))
 
 
+class FiLMResBlock(nn.Module):
+    """x + fc2(SiLU(fc1(FiLM_t(norm(x))))); FiLM is zero-initialised, so it starts at identity.
+
+    ``cond_dim`` is the width of the time embedding that FiLM maps to a (shift, scale) pair.
+    """
+
+    def __init__(self, dim: int, cond_dim: int, mlp_ratio: float):
+        super().__init__()
+        inner = int(dim * mlp_ratio)
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.film = nn.Sequential(nn.SiLU(), zero_linear(cond_dim, 2 * dim))
+        self.fc1 = nn.Linear(dim, inner)
+        self.fc2 = nn.Linear(inner, dim)
+        self.act = nn.SiLU()
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.film(c).chunk(2, dim=-1)
+        return x + self.fc2(self.act(self.fc1(modulate(self.norm(x), shift, scale))))
+
+
 class TokenHead(nn.Module):
     """Final adaLN layer of the token models: norm, modulate by t, project to the chunk size."""
 

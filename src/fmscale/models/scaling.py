@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
+from ..config import ConfigError, from_section
 from .configs import ARCH_CONFIGS, build_config
 
 DEFAULT_TABLE = Path(__file__).with_name("scaling.yaml")
@@ -69,45 +71,43 @@ def _fail(path: Path, where: str, msg: str) -> ScalingTableError:
     return ScalingTableError(f"scaling table {path}: {where}: {msg}")
 
 
-def _number(path: Path, where: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(path, where, f"must be a number, got {value!r}")
-    return float(value)
+@dataclass(frozen=True)
+class RatioBand:
+    """Allowed params[next] / params[previous] between consecutive scales."""
+
+    target: float = 4.0
+    min: float = 3.0
+    max: float = 5.0
+
+    def check(self) -> None:
+        if not 0 < self.min <= self.target <= self.max:
+            raise ConfigError(
+                f"ratio: need 0 < min <= target <= max, got min={self.min}, target={self.target}, "
+                f"max={self.max}"
+            )
 
 
-def _parse_ratio(path: Path, spec: Any) -> tuple[float, float, float]:
-    spec = {} if spec is None else spec
-    if not isinstance(spec, dict) or set(spec) - {"target", "min", "max"}:
-        raise _fail(path, "ratio", f"must be a mapping with keys target, min, max; got {spec!r}")
-    target = _number(path, "ratio.target", spec.get("target", 4.0))
-    lo = _number(path, "ratio.min", spec.get("min", 3.0))
-    hi = _number(path, "ratio.max", spec.get("max", 5.0))
-    if not 0 < lo <= target <= hi:
-        raise _fail(
-            path, "ratio", f"need 0 < min <= target <= max, got min={lo}, target={target}, max={hi}"
-        )
-    return target, lo, hi
+@dataclass(frozen=True)
+class Capacity:
+    """A shared parameter target per scale, each arch within ``tolerance`` of it."""
+
+    targets: dict[str, int]
+    tolerance: float = 0.15
+
+    def check(self) -> None:
+        if not 0 < self.tolerance < 1:
+            raise ConfigError(f"capacity.tolerance must be in (0, 1), got {self.tolerance}")
+        bad = {scale: n for scale, n in self.targets.items() if n <= 0}
+        if bad:
+            raise ConfigError(f"capacity.targets: {bad} must be > 0")
 
 
-def _parse_capacity(path: Path, spec: Any, scales: tuple[str, ...]) -> tuple[dict | None, float]:
-    if spec is None:
-        return None, 0.15
-    if not isinstance(spec, dict) or set(spec) - {"targets", "tolerance"}:
-        raise _fail(
-            path, "capacity", f"must be a mapping with keys targets, tolerance; got {spec!r}"
-        )
-    tol = _number(path, "capacity.tolerance", spec.get("tolerance", 0.15))
-    if not 0 < tol < 1:
-        raise _fail(path, "capacity.tolerance", f"must be in (0, 1), got {tol}")
-    targets = spec.get("targets")
-    if not isinstance(targets, dict) or set(targets) != set(scales):
-        raise _fail(
-            path, "capacity.targets", f"must map every scale {list(scales)} to a parameter count"
-        )
-    for scale, n in targets.items():
-        if _number(path, f"capacity.targets.{scale}", n) <= 0:
-            raise _fail(path, f"capacity.targets.{scale}", f"must be > 0, got {n}")
-    return {s: int(targets[s]) for s in scales}, tol
+def _section(path: Path, cls: type, spec: Any, name: str) -> Any:
+    """``spec`` read through the shared config coercer; errors name the table file."""
+    try:
+        return from_section(cls, spec, name)
+    except ConfigError as exc:
+        raise ScalingTableError(f"scaling table {path}: {exc}") from None
 
 
 def _parse_rows(path: Path, archs: Any, scales: tuple[str, ...]) -> dict:
@@ -162,17 +162,25 @@ def parse_table(raw: Any, path: Path) -> ScalingTable:
     default_scale = raw.get("default_scale", scales[len(scales) // 2])
     if default_scale not in scales:
         raise _fail(path, "default_scale", f"'{default_scale}' is not one of {list(scales)}")
-    target, lo, hi = _parse_ratio(path, raw.get("ratio"))
-    capacity, tolerance = _parse_capacity(path, raw.get("capacity"), scales)
+    ratio = _section(path, RatioBand, raw.get("ratio"), "ratio")
+    capacity = None
+    if raw.get("capacity") is not None:
+        capacity = _section(path, Capacity, raw["capacity"], "capacity")
+        if set(capacity.targets) != set(scales):
+            raise _fail(
+                path,
+                "capacity.targets",
+                f"must map every scale {list(scales)} to a parameter count",
+            )
     return ScalingTable(
         path=path,
         scales=scales,
         default_scale=default_scale,
-        ratio_target=target,
-        ratio_min=lo,
-        ratio_max=hi,
-        capacity_targets=None if capacity is None else MappingProxyType(capacity),
-        capacity_tolerance=tolerance,
+        ratio_target=ratio.target,
+        ratio_min=ratio.min,
+        ratio_max=ratio.max,
+        capacity_targets=None if capacity is None else MappingProxyType(capacity.targets),
+        capacity_tolerance=0.15 if capacity is None else capacity.tolerance,
         rows=MappingProxyType(_parse_rows(path, raw.get("archs"), scales)),
     )
 
@@ -206,11 +214,15 @@ def list_available_scales(table: str | Path | None = None) -> dict[str, list[str
     return {arch: list(t.scales) for arch in t.archs}
 
 
-SCALING_CONFIGS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
-    {
-        f"{arch}_{scale}": row
-        for arch, rows in load_table().rows.items()
-        for scale, row in rows.items()
-    }
-)
-"""The default table, keyed ``f"{arch}_{scale}"``; read-only."""
+def __getattr__(name: str) -> Any:
+    """``SCALING_CONFIGS``: the default table keyed ``f"{arch}_{scale}"``, read-only, built on
+    first use (not at import)."""
+    if name != "SCALING_CONFIGS":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return MappingProxyType(
+        {
+            f"{arch}_{scale}": row
+            for arch, rows in load_table().rows.items()
+            for scale, row in rows.items()
+        }
+    )

@@ -37,7 +37,7 @@ def scan_loop(u, delta, A, B, C, D) -> torch.Tensor:
     h = u.new_zeros(u.shape[0], u.shape[2], A.shape[1])
     ys = []
     for d_l, du_l, b_l, c_l in zip(
-        delta.unbind(1), (delta * u).unbind(1), B.unbind(1), C.unbind(1)
+        delta.unbind(1), (delta * u).unbind(1), B.unbind(1), C.unbind(1), strict=True
     ):
         h = torch.exp(d_l.unsqueeze(-1) * A) * h + du_l.unsqueeze(-1) * b_l.unsqueeze(1)
         ys.append(torch.bmm(h, c_l.unsqueeze(-1)).squeeze(-1))
@@ -90,7 +90,8 @@ class _BlockedScan(torch.autograd.Function):
         dA = u.new_empty(rows, *u.shape[1:], A.shape[1])
         H = torch.empty_like(dA)
         y = torch.empty_like(u)
-        for u_, delta_, B_, C_, y_ in zip(*(x.split(rows) for x in (u, delta, B, C, y))):
+        parts = (x.split(rows) for x in (u, delta, B, C, y))
+        for u_, delta_, B_, C_, y_ in zip(*parts, strict=True):
             n = len(u_)
             _states(dA[:n], H[:n], u_, delta_, A, B_)
             torch.sum(H[:n] * C_.unsqueeze(2), -1, out=y_)
@@ -112,7 +113,8 @@ class _BlockedScan(torch.autograd.Function):
         G, W = torch.empty_like(dA), torch.empty_like(dA)
         gu, gdelta = torch.empty_like(u), torch.empty_like(delta)
         gB, gC, gA = torch.empty_like(B), torch.empty_like(C), torch.zeros_like(A)
-        slices = zip(*(x.split(rows) for x in (u, delta, B, C, gy, gu, gdelta, gB, gC)))
+        parts = (x.split(rows) for x in (u, delta, B, C, gy, gu, gdelta, gB, gC))
+        slices = zip(*parts, strict=True)
         for u_, delta_, B_, C_, gy_, gu_, gdelta_, gB_, gC_ in slices:
             n = len(u_)
             dA_, H_, G_, W_ = dA[:n], H[:n], G[:n], W[:n]

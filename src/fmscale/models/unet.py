@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
 from .configs import UNetConfig
-from .layers import TimestepEmbedder, modulate, zero_linear
-
-
-class FiLMResBlock(nn.Module):
-    """x + fc2(SiLU(fc1(FiLM_t(norm(x))))); FiLM maps the time embedding, starting at identity."""
-
-    def __init__(self, dim: int, cond_dim: int, mlp_ratio: float):
-        super().__init__()
-        inner = int(dim * mlp_ratio)
-        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.film = nn.Sequential(nn.SiLU(), zero_linear(cond_dim, 2 * dim))
-        self.fc1 = nn.Linear(dim, inner)
-        self.fc2 = nn.Linear(inner, dim)
-        self.act = nn.SiLU()
-
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        shift, scale = self.film(c).chunk(2, dim=-1)
-        return x + self.fc2(self.act(self.fc1(modulate(self.norm(x), shift, scale))))
+from .layers import FiLMResBlock, TimestepEmbedder, zero_linear
 
 
 class UNetVelocity(nn.Module):
@@ -41,9 +26,9 @@ class UNetVelocity(nn.Module):
         self.t_embed = TimestepEmbedder(cond)
         self.in_proj = nn.Linear(data_dim, dims[0])
         self.down_blocks = nn.ModuleList(FiLMResBlock(d, cond, cfg.mlp_ratio) for d in dims)
-        self.downsample = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.downsample = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
         self.mid = FiLMResBlock(dims[-1], cond, cfg.mlp_ratio)
-        self.upsample = nn.ModuleList(nn.Linear(b, a) for a, b in zip(dims[:-1], dims[1:]))
+        self.upsample = nn.ModuleList(nn.Linear(b, a) for a, b in itertools.pairwise(dims))
         self.fuse = nn.ModuleList(nn.Linear(2 * d, d) for d in dims)
         self.up_blocks = nn.ModuleList(FiLMResBlock(d, cond, cfg.mlp_ratio) for d in dims)
         self.norm_out = nn.LayerNorm(dims[0], elementwise_affine=False, eps=1e-6)

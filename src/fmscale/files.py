@@ -1,0 +1,46 @@
+"""Atomic output files: written under a temporary name beside the target, then renamed over it.
+
+A reader never sees a half-written file, and a failed write (a crash, a full disk) leaves the
+previous file and no temporary behind.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def temp_path(path: Path) -> Path:
+    """The temporary name ``atomic_path`` writes ``path`` under."""
+    return path.with_name(path.name + ".tmp")
+
+
+@contextmanager
+def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``path``, on error it is removed.
+
+    ``fsync`` flushes the file to disk before the rename (for checkpoints that must survive a
+    power loss, not only a crash of this process).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        yield tmp
+        if fsync:
+            with tmp.open("rb") as f:
+                os.fsync(f.fileno())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: str | Path, content: str | bytes, fsync: bool = False) -> None:
+    """Write ``content`` (text or bytes) to ``path`` atomically."""
+    with atomic_path(path, fsync=fsync) as tmp:
+        if isinstance(content, bytes):
+            tmp.write_bytes(content)
+        else:
+            tmp.write_text(content)
