@@ -1,8 +1,17 @@
 # fmscale: arch x scale x n_train x seed ablation of flow-matching velocity networks.
 # Usage: snakemake --cores all    (see README.md)
+import os
+
 from snakemake.utils import min_version, validate
 
+from fmscale.config import read_yaml
+
 min_version("8.0")
+
+# An empty, non-mapping or invalid config.yaml: an error naming the file (Snakemake's own
+# message for a bad --configfile does not name it, and comes before this file runs).
+if os.path.exists("config.yaml"):
+    read_yaml("config.yaml")
 
 
 configfile: "config.yaml"
@@ -19,7 +28,11 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/summarize.smk"
 
 
+# Every cell's metrics are targets in their own right, not only inputs of the summary: without
+# Snakemake's metadata (a copied results folder, --rerun-triggers mtime) a grown grid would
+# otherwise find the summary present and train nothing (snakemake/snakemake#2011).
 rule all:
     default_target: True
     input:
         rules.summarize.output,
+        rules.summarize.input.metrics,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 
 from .config import DEVICES, SOLVERS
 
@@ -13,34 +15,51 @@ def _cmd_params(args: argparse.Namespace) -> int:
     from .models.scaling import load_table
     from .params import ParamGateError, render_markdown, verify_params
 
+    data_dim = args.data_dim
+    if args.dataset:
+        from .data import Dataset
+
+        data_dim = Dataset.peek_dim(args.dataset)
     try:
         rows = verify_params(
-            args.table, args.data_dim, args.out_csv, args.out_md, args.allow_off_ratio
+            args.table, data_dim, args.out_csv, args.out_md, args.allow_off_ratio, args.archs
         )
     except ParamGateError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    print(render_markdown(rows, load_table(args.table)), end="")
+    print(render_markdown(rows, load_table(args.table), data_dim), end="")
     return 0
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    """The config file's sections (data, train, evaluate), or empty ones."""
+    """The sections (data, train, evaluate, grid) of ``--config`` or ``--settings``, checked."""
     import json
 
-    from .config import read_yaml
+    from .config import ConfigError, check_sections, read_yaml
 
+    raw, where = {}, None
     if getattr(args, "settings", None):
-        raw = json.loads(args.settings)
-    else:
-        raw = read_yaml(args.config) if getattr(args, "config", None) else {}
+        where = "--settings"
+        try:
+            raw = json.loads(args.settings)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--settings is not valid JSON ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError("--settings must be a JSON object of config sections")
+    elif getattr(args, "config", None):
+        where = args.config
+        raw = read_yaml(args.config)
+    if where:
+        check_sections(raw, where)
     return {k: dict(raw.get(k) or {}) for k in ("data", "train", "evaluate", "grid")}
 
 
 def _dataset(args: argparse.Namespace, data_section: dict, max_n_train: int):
-    from .data import DataConfig, Dataset, build_dataset
+    from .data import DataConfig, DataError, Dataset, build_dataset
 
     if getattr(args, "dataset", None):
+        if getattr(args, "data", None):
+            raise DataError("give --data (raw embeddings) or --dataset (prepared), not both")
         return Dataset.load(args.dataset)
     if getattr(args, "data", None):
         data_section = {**data_section, "source": "file", "path": args.data}
@@ -52,8 +71,8 @@ def _cmd_prepare_data(args: argparse.Namespace) -> int:
     data.save(args.out)
     print(
         f"{args.out}: {data.source}, train pool {tuple(data.train_pool.shape)}, "
-        f"val {len(data.val)}, "
-        f"test {len(data.test)}, fingerprint {data.fingerprint}"
+        f"val {len(data.val)}, test {len(data.test)}, fingerprint {data.fingerprint}, "
+        f"{data.constant_dims} (near-)constant dimension(s)"
     )
     return 0
 
@@ -92,7 +111,7 @@ def _eval_config(args: argparse.Namespace, section: dict):
     from .config import EvalConfig, from_section
 
     if args.nfe:
-        section["nfe"] = [int(n) for n in args.nfe.split(",")]
+        section["nfe"] = args.nfe
     if args.solver:
         section["solver"] = args.solver
     return from_section(EvalConfig, section, "evaluate")
@@ -101,6 +120,10 @@ def _eval_config(args: argparse.Namespace, section: dict):
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_cell, read_cell
 
+    if args.out:  # a bad output folder fails now, not after sampling
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(Path(args.out).parent, os.W_OK):
+            raise PermissionError(13, "Permission denied", str(Path(args.out).parent))
     cell = read_cell(args.run)
     stored = cell.get("config", {})
     given = args.config or args.settings
@@ -148,6 +171,27 @@ def _cmd_summarize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(low: int):
+    """An argparse type: an integer >= ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} must be >= {low}")
+        return value
+
+    return parse
+
+
+def _nfe_list(text: str) -> list[int]:
+    """An argparse type: comma-separated positive integers, e.g. ``1,4,16``."""
+    parse = _count(1)
+    return [parse(part.strip()) for part in text.split(",")]
+
+
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config", help="YAML with data:, train:, evaluate: sections (the workflow's keys)"
@@ -166,7 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("params", help="count parameters per arch x scale and check the ratio gate")
     p.add_argument("--table", help="scaling table YAML (default: the packaged table)")
-    p.add_argument("--data-dim", type=int, default=1024, help="vector dimension D (default 1024)")
+    p.add_argument(
+        "--data-dim", type=_count(1), default=1024, help="vector dimension D (default 1024)"
+    )
+    p.add_argument("--dataset", help="a prepared dataset: take D from it (overrides --data-dim)")
+    p.add_argument(
+        "--archs", type=lambda text: text.split(","), help="comma-separated archs to gate"
+    )
     p.add_argument("--out-csv", help="write the table as CSV here")
     p.add_argument("--out-md", help="write the table as Markdown here")
     p.add_argument(
@@ -176,26 +226,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prepare-data", help="build, split and standardise a dataset once")
     _add_data_flags(p)
-    p.add_argument("--max-n-train", type=int, required=True, help="largest n_train of the grid")
+    p.add_argument("--max-n-train", type=_count(1), required=True, help="largest n_train")
     p.add_argument("--out", required=True, help="output .safetensors")
     p.set_defaults(func=_cmd_prepare_data)
 
     p = sub.add_parser("train", help="train (or resume) one cell")
     p.add_argument("--arch", required=True)
     p.add_argument("--scale", help="scale name (default: the table's default)")
-    p.add_argument("--n-train", type=int, required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-train", type=_count(1), required=True)
+    p.add_argument("--seed", type=_count(0), default=0)
     p.add_argument("--table", help="scaling table YAML (default: packaged)")
     p.add_argument("--out", required=True, help="run folder (checkpoints in <out>/ckpt)")
     _add_data_flags(p)
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--steps", type=_count(1))
+    p.add_argument("--batch-size", type=_count(1))
     p.add_argument("--lr", type=float)
-    p.add_argument("--ckpt-every", type=int)
+    p.add_argument("--ckpt-every", type=_count(1))
     p.add_argument("--device", choices=DEVICES)
     p.add_argument("--ot", action="store_true", help="minibatch OT pairing of noise and data")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--threads", type=_count(1), help="CPU threads for torch")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
@@ -216,13 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--references", action="store_true", help="add the reference rows")
             p.add_argument("--device", default="auto", choices=DEVICES)
             p.add_argument("--out", help="metrics file (default: <run>/metrics.json)")
-            p.add_argument("--threads", type=int, help="CPU threads for torch")
         else:
-            p.add_argument("--n-train", type=int, required=True)
+            p.add_argument("--n-train", type=_count(1), required=True)
             p.add_argument("--out", required=True)
-            p.add_argument("--threads", type=int, help="CPU threads for torch")
+        p.add_argument("--threads", type=_count(1), help="CPU threads for torch")
         _add_data_flags(p)
-        p.add_argument("--nfe", help="comma-separated NFEs, e.g. 1,4,16,64")
+        p.add_argument("--nfe", type=_nfe_list, help="comma-separated NFEs, e.g. 1,4,16,64")
         p.add_argument("--solver", choices=list(SOLVERS))
         p.set_defaults(func=func)
     return parser
@@ -253,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: cannot write or read {where}{exc.strerror or exc}", file=sys.stderr)
+        return 74  # EX_IOERR
 
 
 if __name__ == "__main__":

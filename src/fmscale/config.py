@@ -155,6 +155,11 @@ class EvalConfig:
         _at_least(self, "evaluate", 1, "pca_dims", "knn_k", "batch_size")
         _at_least(self, "evaluate", 2, "n_samples")
         _at_least(self, "evaluate", 0, "seed")
+        if self.n_samples <= self.knn_k:
+            raise ConfigError(
+                f"evaluate.n_samples={self.n_samples} must exceed evaluate.knn_k={self.knn_k} "
+                "(each k-NN ball needs k other samples)"
+            )
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,13 @@ class StudyConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+
+    def check(self) -> None:
+        if not self.results.strip() or Path(self.results).resolve() == Path("/").resolve():
+            raise ConfigError(
+                f"results={self.results!r}: give a folder for the study's outputs, not an empty "
+                "path or the filesystem root"
+            )
 
     def section(self, name: str) -> dict[str, Any]:
         """One section as plain JSON-ready values."""
@@ -315,6 +327,23 @@ def from_section(cls: type[T], raw: dict[str, Any] | None, section: str = "") ->
     return obj
 
 
+def check_sections(raw: dict[str, Any], where: str) -> None:
+    """Check every section present in a study config file, as strictly as the workflow does.
+
+    For files that hold only some sections (``fmscale train --config``): unknown top-level
+    keys are refused by name, and each section present is read through its dataclass.
+    """
+    hints = typing.get_type_hints(StudyConfig)
+    unknown = sorted(set(raw) - set(hints))
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) {unknown}; allowed: {sorted(hints)}")
+    for name, value in raw.items():
+        if name == "data":
+            DataConfig.from_dict(value)
+        elif value is not None:
+            _coerce(name, value, hints[name])
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML mapping from ``path``; errors name the file."""
     try:
@@ -323,6 +352,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML ({exc})") from None
+    if raw is None:
+        raise ConfigError(f"{path}: the file is empty; expected a mapping of config sections")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(
+            f"{path}: expected a mapping of config sections at the top level, "
+            f"got a {type(raw).__name__}"
+        )
     return raw

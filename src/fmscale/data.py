@@ -203,6 +203,8 @@ class Dataset:
     fingerprint: str
     source: str
     mixture: Mixture | None = None
+    constant_dims: int = 0
+    """Dimensions (near-)constant in the train pool: centred, left unscaled."""
 
     @property
     def dim(self) -> int:
@@ -232,22 +234,18 @@ class Dataset:
         }
         if self.mixture is not None:
             tensors.update({f"mixture.{k}": v.float() for k, v in self.mixture.state().items()})
-        meta = {"fingerprint": self.fingerprint, "source": self.source}
+        meta = {
+            "fingerprint": self.fingerprint,
+            "source": self.source,
+            "constant_dims": str(self.constant_dims),
+        }
         with atomic_path(path) as tmp:
             save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
 
     @classmethod
     def load(cls, path: str | Path) -> Dataset:
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata()
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as exc:
-            raise DataError(
-                f"{path}: not a readable prepared dataset ({exc}); rerun prepare_data"
-            ) from None
+        """A dataset written by ``save`` (``fmscale prepare-data``)."""
+        meta, tensors = _read_prepared(path, with_tensors=True)
         mix = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("mixture.")}
         return cls(
             train_pool=tensors["train_pool"],
@@ -258,7 +256,40 @@ class Dataset:
             fingerprint=meta["fingerprint"],
             source=meta["source"],
             mixture=Mixture.from_state(mix) if mix else None,
+            constant_dims=int(meta.get("constant_dims", 0)),
         )
+
+    @staticmethod
+    def peek_dim(path: str | Path) -> int:
+        """The data dimension D of a prepared dataset, read from its header only."""
+        return _read_prepared(path, with_tensors=False)[1]["train_pool"][1]
+
+
+_PREPARED_KEYS = ("train_pool", "val", "test", "mean", "std")
+
+
+def _read_prepared(path: str | Path, with_tensors: bool) -> tuple[dict[str, str], dict]:
+    """(metadata, tensors or their shapes) of a prepared dataset; DataError naming the file."""
+    from safetensors import safe_open
+
+    hint = "rerun prepare_data"
+    if Path(path).suffix.lower() in FILE_SUFFIXES:
+        hint = "raw embeddings go to --data (or data.path), prepared datasets to --dataset"
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            keys = list(f.keys())
+            missing = [k for k in _PREPARED_KEYS if k not in keys]
+            missing += [k for k in ("fingerprint", "source") if k not in meta]
+            if missing:
+                raise DataError(f"{path}: not a prepared dataset (missing {missing}); {hint}")
+            if with_tensors:
+                return meta, {k: f.get_tensor(k) for k in keys}
+            return meta, {k: f.get_slice(k).get_shape() for k in keys}
+    except DataError:
+        raise
+    except Exception as exc:  # unreadable or not safetensors: many library-specific errors
+        raise DataError(f"{path}: not a readable prepared dataset ({exc}); {hint}") from None
 
 
 def fingerprint(x: torch.Tensor, cfg: DataConfig) -> str:
@@ -288,9 +319,14 @@ def build_dataset(cfg: DataConfig, max_n_train: int = 1) -> Dataset:
     val, test = raw[perm[: cfg.n_val]], raw[perm[cfg.n_val : cfg.n_val + cfg.n_test]]
     pool = raw[perm[cfg.n_val + cfg.n_test :]]
     mean, std = pool.mean(0), pool.std(0)
-    flat = std < 1e-8
+    flat = constant_dimensions(std)
     if flat.any():
-        log.warning("%d constant dimension(s) in the train pool; left unscaled", int(flat.sum()))
+        log.warning(
+            "%d (near-)constant dimension(s) in the train pool (std <= %g x the median std); "
+            "centred and left unscaled",
+            int(flat.sum()),
+            RELATIVE_FLAT_STD,
+        )
         std = torch.where(flat, torch.ones_like(std), std)
     return Dataset(
         train_pool=(pool - mean) / std,
@@ -301,4 +337,14 @@ def build_dataset(cfg: DataConfig, max_n_train: int = 1) -> Dataset:
         fingerprint=fingerprint(raw, cfg),
         source=source,
         mixture=mixture,
+        constant_dims=int(flat.sum()),
     )
+
+
+RELATIVE_FLAT_STD = 1e-6
+"""A dimension whose std is at most this fraction of the median std counts as constant."""
+
+
+def constant_dimensions(std: torch.Tensor) -> torch.Tensor:
+    """Mask of (near-)constant dimensions: std <= RELATIVE_FLAT_STD x median std (or ~0)."""
+    return std <= torch.clamp(RELATIVE_FLAT_STD * std.median(), min=1e-30)

@@ -95,6 +95,10 @@ def pca_basis(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
     Components are the covariance eigenvectors with the k largest eigenvalues, in descending
     order, each signed so that its largest-magnitude entry is positive.
     """
+    if not 1 <= k <= x.shape[1]:
+        raise ValueError(
+            f"evaluate.pca_dims={k} must be in [1, D={x.shape[1]}] (the data's dimension)"
+        )
     mean, cov = _mean_cov(x)
     components = torch.linalg.eigh(cov).eigenvectors.flip(1)[:, :k]
     peak = components.abs().argmax(dim=0)
@@ -218,9 +222,21 @@ def memorisation(
     }
 
 
+FLAT_VARIANCE = 1e-6
+"""Dimensions whose real variance is below this (in standardised units) carry no spread to
+match: ``variance_ratio`` leaves them out (real embeddings can hold constant dimensions)."""
+
+
 def variance_ratio(samples: Tensor, real: Tensor) -> float:
-    """Mean over dimensions of var(samples_d) / var(real_d) (1 = matched spread, >1 = excess)."""
-    return float((samples.double().var(dim=0) / real.double().var(dim=0)).mean())
+    """Mean over dimensions of var(samples_d) / var(real_d) (1 = matched spread, >1 = excess).
+
+    Only dimensions where the real data varies (var > FLAT_VARIANCE) count; NaN if none does.
+    """
+    real_var = real.double().var(dim=0)
+    varies = real_var > FLAT_VARIANCE
+    if not varies.any():
+        return float("nan")
+    return float((samples.double().var(dim=0)[varies] / real_var[varies]).mean())
 
 
 def gaussian_fit_samples(x: Tensor, n: int, seed: int) -> Tensor:

@@ -23,7 +23,7 @@ class ParamRow:
     arch: str
     scale: str
     row: str
-    n_params: int
+    n_params: int | None
     target: int | None
     vs_target: float | None
     ratio: float | None
@@ -74,8 +74,12 @@ def count_table(table: ScalingTable, data_dim: int = 1024) -> list[ParamRow]:
         prev = None
         for scale in table.scales:
             row = table.row(arch, scale)
-            n = count_model(arch, row, data_dim)
-            ratio, vs_target, verdict = _verdict(table, scale, n, prev)
+            try:
+                n = count_model(arch, row, data_dim)
+            except ValueError as exc:  # e.g. num_tokens does not divide D
+                n, ratio, vs_target, verdict = None, None, None, f"CANNOT BUILD at D={data_dim}: {exc}"
+            else:
+                ratio, vs_target, verdict = _verdict(table, scale, n, prev)
             rows.append(
                 ParamRow(
                     arch=arch,
@@ -94,7 +98,7 @@ def count_table(table: ScalingTable, data_dim: int = 1024) -> list[ParamRow]:
     return rows
 
 
-def render_markdown(rows: list[ParamRow], table: ScalingTable) -> str:
+def render_markdown(rows: list[ParamRow], table: ScalingTable, data_dim: int = 1024) -> str:
     """The gate's table as Markdown, with a header line stating the rule it applied."""
     rule = (
         f"ratio to previous scale in [{table.ratio_min:g}, {table.ratio_max:g}] "
@@ -103,7 +107,7 @@ def render_markdown(rows: list[ParamRow], table: ScalingTable) -> str:
     if table.capacity_targets is not None:
         rule += f"; params within ±{table.capacity_tolerance:.0%} of the scale's target"
     lines = [
-        f"Scaling table `{table.path}`: {rule}.",
+        f"Scaling table `{table.path}` at data dimension D = {data_dim}: {rule}.",
         "",
         "| arch | scale | row | params | vs target | ratio | verdict |",
         "|---|---|---|---:|---:|---:|---|",
@@ -111,9 +115,8 @@ def render_markdown(rows: list[ParamRow], table: ScalingTable) -> str:
     for r in rows:
         vs = "" if r.vs_target is None else f"{r.vs_target:+.1%}"
         ratio = "" if r.ratio is None else f"{r.ratio:.2f}x"
-        lines.append(
-            f"| {r.arch} | {r.scale} | {r.row} | {r.n_params:,} | {vs} | {ratio} | {r.verdict} |"
-        )
+        n = "" if r.n_params is None else f"{r.n_params:,}"
+        lines.append(f"| {r.arch} | {r.scale} | {r.row} | {n} | {vs} | {ratio} | {r.verdict} |")
     return "\n".join(lines) + "\n"
 
 
@@ -130,17 +133,30 @@ def verify_params(
     out_csv: str | Path | None = None,
     out_md: str | Path | None = None,
     allow_off_ratio: bool = False,
+    archs: list[str] | None = None,
 ) -> list[ParamRow]:
-    """Count every arch x scale, write the CSV / Markdown table, and raise ParamGateError
-    (whose message is the table) when a row is off, unless ``allow_off_ratio``."""
+    """Count every arch x scale at data dimension ``data_dim``, write the CSV / Markdown table,
+    and raise ParamGateError (whose message is the table) when a row is off, unless
+    ``allow_off_ratio``. A row that cannot be built at ``data_dim`` fails the gate always.
+    ``archs`` limits the gate to the archs a study trains (default: every arch of the table).
+    """
     scaling = load_table(table)
-    rows = count_table(scaling, data_dim)
-    markdown = render_markdown(rows, scaling)
+    unknown = sorted(set(archs or ()) - set(scaling.archs))
+    if unknown:
+        raise ParamGateError(f"archs {unknown} are not in the scaling table {scaling.path}")
+    rows = [r for r in count_table(scaling, data_dim) if archs is None or r.arch in archs]
+    markdown = render_markdown(rows, scaling, data_dim)
     if out_csv:
         write_csv(rows, out_csv)
     if out_md:
         atomic_write(out_md, markdown)
     bad = [f"{r.arch}/{r.scale}" for r in rows if not r.ok]
+    unbuildable = [f"{r.arch}/{r.scale}" for r in rows if r.n_params is None]
+    if unbuildable:
+        raise ParamGateError(
+            f"{markdown}\nThese rows cannot be built for data of dimension {data_dim}: "
+            f"{', '.join(unbuildable)}. Fix the scaling table (e.g. num_tokens must divide D)."
+        )
     if bad and not allow_off_ratio:
         raise ParamGateError(
             f"{markdown}\nParameter gate failed for {', '.join(bad)}. "

@@ -87,6 +87,17 @@ def load_study(config: dict[str, Any]) -> StudyConfig:
                 f"grid.{axis}: {unknown} not in the scaling table {table.path}; "
                 f"it has {list(known)}"
             )
+    evaluate = study.evaluate
+    if data.source == "synthetic" and evaluate.pca_dims > data.synthetic.dim:
+        raise ConfigError(
+            f"evaluate.pca_dims={evaluate.pca_dims} exceeds the data's dimension "
+            f"data.synthetic.dim={data.synthetic.dim}"
+        )
+    if min(evaluate.n_samples, data.n_test) <= evaluate.knn_k:
+        raise ConfigError(
+            f"evaluate.knn_k={evaluate.knn_k} needs more than k samples and test rows; "
+            f"got n_samples={evaluate.n_samples}, data.n_test={data.n_test}"
+        )
     need = max(grid.n_train) + data.n_val + data.n_test
     if data.source == "file":
         if not Path(data.path).exists():

@@ -1,5 +1,6 @@
 # Grid, paths and helpers shared by every rule. Logic lives in src/fmscale/study.py.
 import os
+import shlex
 
 from fmscale.study import (
     CELL_LOG_NAME,
@@ -16,7 +17,9 @@ RESULTS = STUDY.results
 GRID = STUDY.section("grid")
 DATASET = f"{RESULTS}/data/{STUDY.data.name}/pool.safetensors"
 CELL = f"{RESULTS}/{CELL_PATTERN}"
-TABLE_FLAG = f"--table {STUDY.scaling_table}" if STUDY.scaling_table else ""
+TABLE_FLAG = (
+    f"--table {shlex.quote(STUDY.scaling_table)}" if STUDY.scaling_table else ""
+)
 RES = STUDY.resources
 
 

@@ -17,4 +17,4 @@ rule prepare_data:
         max_n_train=max(GRID["n_train"]),
     shell:
         "fmscale prepare-data --settings {params.settings:q} "
-        "--max-n-train {params.max_n_train} --out {output} > {log} 2>&1"
+        "--max-n-train {params.max_n_train} --out {output:q} > {log:q} 2>&1"

@@ -24,8 +24,8 @@ rule evaluate:
         settings=settings(STUDY, "data", "evaluate"),
         run=lambda wildcards, input: os.path.dirname(input.model),
     shell:
-        "fmscale evaluate {params.run} --dataset {input.dataset} "
-        "--settings {params.settings:q} --threads {threads} --out {output} > {log} 2>&1"
+        "fmscale evaluate {params.run:q} --dataset {input.dataset:q} "
+        "--settings {params.settings:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule reference:
@@ -43,5 +43,5 @@ rule reference:
     params:
         settings=settings(STUDY, "data", "evaluate"),
     shell:
-        "fmscale reference --n-train {wildcards.n_train} --dataset {input.dataset} "
-        "--settings {params.settings:q} --threads {threads} --out {output} > {log} 2>&1"
+        "fmscale reference --n-train {wildcards.n_train} --dataset {input.dataset:q} "
+        "--settings {params.settings:q} --threads {threads} --out {output:q} > {log:q} 2>&1"

@@ -2,6 +2,8 @@
 
 
 rule verify_params:
+    input:
+        dataset=DATASET,
     output:
         csv=f"{RESULTS}/params.csv",
         md=report(
@@ -16,6 +18,7 @@ rule verify_params:
     params:
         table=TABLE_FLAG,
         allow="--allow-off-ratio" if STUDY.params.allow_off_ratio else "",
+        archs=",".join(GRID["archs"]),
     shell:
-        "fmscale params {params.table} --out-csv {output.csv} --out-md {output.md} "
-        "{params.allow} 2>&1 | tee {log}"
+        "fmscale params {params.table} --dataset {input.dataset:q} --archs {params.archs} "
+        "--out-csv {output.csv:q} --out-md {output.md:q} {params.allow} 2>&1 | tee {log:q}"

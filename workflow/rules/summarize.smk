@@ -31,14 +31,15 @@ rule summarize:
         settings=settings(STUDY, "grid"),
         results=lambda wildcards, output: os.path.dirname(output.csv),
     shell:
-        "fmscale summarize {params.results} --settings {params.settings:q} > {log} 2>&1"
+        "fmscale summarize {params.results:q} --settings {params.settings:q} > {log:q} 2>&1"
 
 
 GRID_SETTINGS = settings(STUDY, "grid")
+ONERROR_LOG = f"{RESULTS}/logs/summarize_onerror.log"
 
 
 onerror:
     shell(
-        "fmscale summarize {RESULTS} --settings {GRID_SETTINGS:q} "
-        "> {RESULTS}/logs/summarize_onerror.log 2>&1 || true"
+        "fmscale summarize {RESULTS:q} --settings {GRID_SETTINGS:q} "
+        "> {ONERROR_LOG:q} 2>&1 || true"
     )

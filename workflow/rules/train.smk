@@ -29,5 +29,5 @@ rule train:
     shell:
         "fmscale train --arch {wildcards.arch} --scale {wildcards.scale} "
         "--n-train {wildcards.n_train} --seed {wildcards.seed} {params.table} "
-        "--dataset {input.dataset} --settings {params.settings:q} --threads {threads} "
-        "--out {params.out} --no-progress > {log} 2>&1"
+        "--dataset {input.dataset:q} --settings {params.settings:q} --threads {threads} "
+        "--out {params.out:q} --no-progress > {log:q} 2>&1"
