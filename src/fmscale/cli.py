@@ -163,10 +163,10 @@ def _cmd_summarize(args: argparse.Namespace) -> int:
 
     grid = _settings(args)["grid"] or None
     frame = summarize(args.results, grid)
-    models = frame[frame.kind == "model"]
+    counts = frame[frame.kind == "model"].status.value_counts()
     print(
-        f"{args.results}/summary.md: {len(models)} cells, "
-        f"{int((models.status != 'ok').sum())} failed"
+        f"{args.results}/summary.md: {int(counts.sum())} cells, "
+        f"{counts.get('failed', 0)} failed, {counts.get('stale', 0)} stale"
     )
     return 0
 

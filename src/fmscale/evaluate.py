@@ -16,6 +16,7 @@ from .files import atomic_write
 from .flow import cfm_loss, sample
 from .metrics import distribution_metrics, gaussian_fit_samples, pca_basis
 from .models import build_model
+from .study import cell_digest
 from .train import pick_device
 
 VAL_NOISE_SEED = 20_240_101
@@ -26,17 +27,26 @@ class CellError(ValueError):
     """A run folder that cannot be evaluated; the message names the file and the fix."""
 
 
-def read_cell(run_dir: str | Path) -> dict[str, Any]:
-    """The ``cell.json`` a finished train job wrote in ``run_dir``."""
-    cell_file = Path(run_dir) / "cell.json"
+def _cell_bytes(run_dir: Path) -> bytes:
+    """The raw ``cell.json`` of ``run_dir``; CellError naming the file if it cannot be read."""
+    cell_file = run_dir / "cell.json"
     try:
-        return json.loads(cell_file.read_text())
+        return cell_file.read_bytes()
     except FileNotFoundError:
         raise CellError(
             f"{cell_file}: missing; train the cell first (fmscale train ... --out {run_dir})"
         ) from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except OSError as exc:
         raise CellError(f"{cell_file}: unreadable ({exc}); retrain the cell") from None
+
+
+def read_cell(run_dir: str | Path) -> dict[str, Any]:
+    """The ``cell.json`` a finished train job wrote in ``run_dir``."""
+    run_dir = Path(run_dir)
+    try:
+        return json.loads(_cell_bytes(run_dir))
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise CellError(f"{run_dir / 'cell.json'}: unreadable ({exc}); retrain the cell") from None
 
 
 def load_cell(
@@ -169,9 +179,15 @@ def evaluate_cell(
     references: bool = False,
     out: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Score a trained cell at every NFE in ``cfg.nfe``; write ``metrics.json`` (or ``out``)."""
+    """Score a trained cell at every NFE in ``cfg.nfe``; write ``metrics.json`` (or ``out``).
+
+    ``cell_digest`` records the sha256 of the ``cell.json`` bytes: the training run scored, which
+    the summary checks so metrics of a deleted or replaced run never read as current.
+    """
     run_dir = Path(run_dir)
     start = time.perf_counter()
+    # Digest before loading: a cell.json replaced in between then reads stale, never current.
+    digest = cell_digest(_cell_bytes(run_dir))
     model, cell = load_cell(run_dir, pick_device(device))
     if cell["data_fingerprint"] != data.fingerprint:
         raise CellError(
@@ -189,6 +205,7 @@ def evaluate_cell(
     headline = str(max(cfg.nfe))
     result = {
         "cell": {k: cell[k] for k in ("arch", "scale", "n_train", "seed", "n_params", "steps")},
+        "cell_digest": digest,
         "val_loss": val_loss,
         "val_loss_zero_velocity": zero_loss,
         "val_loss_ratio": val_loss / zero_loss,

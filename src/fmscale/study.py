@@ -5,6 +5,7 @@ Torch-free: the Snakefile imports this while it builds the DAG.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
@@ -70,6 +71,15 @@ def parse_cell_dir(relative: str | Path) -> dict[str, Any] | None:
         return None
     cell = match.groupdict()
     return {**cell, "n_train": int(cell["n_train"]), "seed": int(cell["seed"])}
+
+
+def cell_digest(cell_json: bytes) -> str:
+    """The identity of one training run: the sha256 of its ``cell.json`` bytes.
+
+    evaluate records it in ``metrics.json``; summarize marks metrics whose digest no longer
+    matches the cell's ``cell.json`` as stale.
+    """
+    return hashlib.sha256(cell_json).hexdigest()
 
 
 def load_study(config: dict[str, Any]) -> StudyConfig:

@@ -8,13 +8,22 @@ arch x scale, columns n_train, mean ± std over seeds, with the reference rows b
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .files import atomic_path, atomic_write
-from .study import CELL_LOG_NAME, CELL_PATTERN, HEADLINE_METRICS, PLOTS, cells, parse_cell_dir
+from .study import (
+    CELL_LOG_NAME,
+    CELL_PATTERN,
+    HEADLINE_METRICS,
+    PLOTS,
+    cell_digest,
+    cells,
+    parse_cell_dir,
+)
 
 DIRECTION = {
     "val_loss_ratio": "lower is better; 1.0 = the v = 0 baseline",
@@ -30,43 +39,176 @@ DIRECTION = {
     "nn_train_test_ratio": "1.0 = generalises; near 0 = copies the training set",
 }
 REFERENCES = ("real_holdout", "gaussian_fit", "memoriser")
+COLUMNS = (
+    "kind",
+    "arch",
+    "scale",
+    "n_train",
+    "seed",
+    "n_params",
+    "steps",
+    "train_time_s",
+    "steps_per_s",
+    "device",
+    "status",
+    "error",
+    "val_loss",
+    "val_loss_zero_velocity",
+    "val_loss_ratio",
+    "headline_nfe",
+)
+"""Leading columns of summary.csv; the metrics follow, every one of HEADLINE_METRICS always."""
+TRAIN_FIELDS = {
+    "n_params": "n_params",
+    "steps": "steps",
+    "wall_time_s": "train_time_s",
+    "steps_per_s": "steps_per_s",
+    "device": "device",
+}
+"""cell.json key -> summary column."""
+METRIC_FIELDS = ("val_loss", "val_loss_zero_velocity", "val_loss_ratio", "headline_nfe", "metrics")
 
 
-def _failure_reason(results: Path, cell: dict[str, Any]) -> str:
-    log = results / "logs" / "train" / f"{CELL_LOG_NAME.format(**cell)}.log"
-    if not log.exists():
+class ResultsError(ValueError):
+    """A results folder or file that cannot be read; the message names it."""
+
+
+def _read_json(path: Path) -> tuple[dict[str, Any], bytes] | None:
+    """The JSON object in ``path`` and its bytes; None if the file is missing."""
+    try:
+        raw = path.read_bytes()
+        data = json.loads(raw)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: unreadable (not a JSON object)")
+    return data, raw
+
+
+def _require(data: dict[str, Any], keys: Iterable[str], path: Path) -> None:
+    """ResultsError naming ``path`` and the first of ``keys`` that ``data`` lacks."""
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise ResultsError(f"{path}: unreadable (no {missing[0]!r})")
+
+
+def _last_error_line(log: Path) -> str:
+    """The last line of ``log`` naming an error (else its last line); "not run" if absent."""
+    try:
+        text = log.read_text(errors="replace")
+    except FileNotFoundError:
         return "not run"
-    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError as exc:
+        return f"{log}: unreadable ({exc})"
+    lines = [line for line in text.splitlines() if line.strip()]
     errors = [line for line in lines if "error" in line.lower() or "preempted" in line.lower()]
     return (errors or lines or ["empty log"])[-1][:200]
 
 
+def _failure_reason(results: Path, cell: dict[str, Any], rule: str) -> str:
+    """The last error line of the cell's ``rule`` (train or evaluate) job log."""
+    return _last_error_line(results / "logs" / rule / f"{CELL_LOG_NAME.format(**cell)}.log")
+
+
+def _status(
+    results: Path, cell: dict[str, Any], digest: str | None, metrics: dict[str, Any] | None
+) -> tuple[str, str | None]:
+    """(status, reason) of a cell from its cell.json digest (None: no cell.json) and metrics.
+
+    Stale: metrics.json scored another training run than the cell.json present (its
+    ``cell_digest`` differs), or cell.json is gone (deleted by a rerun whose training then
+    failed). A metrics.json without ``cell_digest`` (written before it existed) counts as
+    current when cell.json exists.
+    """
+    if digest is None:
+        reason = _failure_reason(results, cell, "train")
+        if metrics is None:
+            return "failed", reason
+        return (
+            "stale",
+            f"cell.json missing: metrics.json is from a deleted run (train log: {reason})",
+        )
+    if metrics is None:
+        return "failed", _failure_reason(results, cell, "evaluate")
+    if metrics.get("cell_digest", digest) != digest:
+        reason = _failure_reason(results, cell, "evaluate")
+        return "stale", f"metrics.json scored another run than cell.json (evaluate log: {reason})"
+    return "ok", None
+
+
+def _train_columns(folder: Path) -> tuple[dict[str, Any], str | None]:
+    """The cell.json columns of a run folder and the file's sha256 (what evaluate records).
+
+    ({}, None) if there is no cell.json.
+    """
+    path = folder / "cell.json"
+    found = _read_json(path)
+    if found is None:
+        return {}, None
+    info, raw = found
+    _require(info, TRAIN_FIELDS, path)
+    columns = {column: info[key] for key, column in TRAIN_FIELDS.items()}
+    return columns, cell_digest(raw)
+
+
+def _metrics(folder: Path) -> dict[str, Any] | None:
+    """The run folder's metrics.json, checked for the keys the summary reads (None if missing)."""
+    path = folder / "metrics.json"
+    found = _read_json(path)
+    if found is None:
+        return None
+    metrics = found[0]
+    _require(metrics, METRIC_FIELDS, path)
+    if not isinstance(metrics["metrics"], dict):
+        raise ResultsError(f"{path}: unreadable ('metrics' is not an object)")
+    return metrics
+
+
+def _metric_columns(m: dict[str, Any]) -> dict[str, Any]:
+    """The summary columns of a checked metrics.json: losses, headline NFE, its metrics."""
+    return {key: m[key] for key in METRIC_FIELDS if key != "metrics"} | m["metrics"]
+
+
 def _cell_row(results: Path, cell: dict[str, Any]) -> dict[str, Any]:
+    """The summary row of one cell; an unreadable file fails the cell, naming the file."""
     folder = results / CELL_PATTERN.format(**cell)
     row: dict[str, Any] = {"kind": "model", **cell}
-    metrics_file, cell_file = folder / "metrics.json", folder / "cell.json"
-    if cell_file.exists():
-        info = json.loads(cell_file.read_text())
-        row.update(
-            n_params=info["n_params"],
-            steps=info["steps"],
-            train_time_s=info["wall_time_s"],
-            steps_per_s=info["steps_per_s"],
-            device=info["device"],
-        )
-    if not metrics_file.exists():
-        row.update(status="failed", error=_failure_reason(results, cell))
-        return row
-    m = json.loads(metrics_file.read_text())
-    row.update(
-        status="ok",
-        val_loss=m["val_loss"],
-        val_loss_zero_velocity=m["val_loss_zero_velocity"],
-        val_loss_ratio=m["val_loss_ratio"],
-        headline_nfe=m["headline_nfe"],
-        **m["metrics"],
-    )
+    try:
+        train, digest = _train_columns(folder)
+        row.update(train)
+        metrics = _metrics(folder)
+    except ResultsError as exc:
+        return {**row, "status": "failed", "error": str(exc)}
+    status, reason = _status(results, cell, digest, metrics)
+    row.update(status=status, error=reason)
+    if status == "ok":
+        row.update(_metric_columns(metrics))
     return row
+
+
+def _references(path: Path) -> dict[str, dict[str, Any]]:
+    """The reference rows of a ``references/n<N>.json`` (name -> metrics)."""
+    found = _read_json(path)
+    if found is None:
+        raise ResultsError(f"{path}: missing")
+    refs = found[0].get("references")
+    if not isinstance(refs, dict) or not all(isinstance(m, dict) for m in refs.values()):
+        raise ResultsError(f"{path}: unreadable (no 'references' object of metrics)")
+    return refs
+
+
+def _reference_rows(results: Path, n_train: int) -> list[dict[str, Any]]:
+    """The reference rows for ``n_train``; status "missing" (and why) if their file is bad."""
+    base = {"kind": "reference", "scale": "", "n_train": n_train, "seed": None}
+    try:
+        refs = _references(results / "references" / f"n{n_train}.json")
+    except ResultsError as exc:
+        return [
+            {**base, "arch": name, "status": "missing", "error": str(exc)} for name in REFERENCES
+        ]
+    return [{**base, "arch": name, "status": "ok", **metrics} for name, metrics in refs.items()]
 
 
 def discover_grid(results: Path) -> dict[str, list]:
@@ -84,33 +226,37 @@ def discover_grid(results: Path) -> dict[str, list]:
     }
 
 
-def collect(results: str | Path, grid: dict[str, list] | None = None) -> pd.DataFrame:
-    """One row per grid cell (failed or missing cells included) and per reference row."""
+def _results_folder(results: str | Path) -> Path:
+    """``results`` as a Path; ResultsError if there is no such folder (nothing to summarise)."""
     results = Path(results)
+    if not results.is_dir():
+        raise ResultsError(f"{results}: no such results folder; run the study first")
+    return results
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The rows with every column tables and plots read; seeds as integers (refs have none)."""
+    frame = pd.DataFrame(rows)
+    columns = dict.fromkeys([*COLUMNS, *frame.columns, *HEADLINE_METRICS])
+    frame = frame.reindex(columns=list(columns))
+    return frame.astype({"seed": "Int64"})
+
+
+def collect(results: str | Path, grid: dict[str, list] | None = None) -> pd.DataFrame:
+    """One row per grid cell (failed, stale or missing cells included) and per reference row."""
+    results = _results_folder(results)
     grid = grid or discover_grid(results)
     rows = [_cell_row(results, c) for c in cells(grid)]
     for n_train in grid["n_train"]:
-        ref_file = results / "references" / f"n{n_train}.json"
-        if ref_file.exists():
-            for name, metrics in json.loads(ref_file.read_text())["references"].items():
-                rows.append(
-                    {
-                        "kind": "reference",
-                        "arch": name,
-                        "scale": "",
-                        "n_train": n_train,
-                        "seed": None,
-                        "status": "ok",
-                        **metrics,
-                    }
-                )
-    return pd.DataFrame(rows)
+        rows += _reference_rows(results, n_train)
+    return _frame(rows)
 
 
-def _fmt(values: pd.Series) -> str:
+def _fmt(values: pd.Series, empty: str) -> str:
+    """Mean ± std of the values present; ``empty`` when there is none."""
     values = values.dropna()
     if values.empty:
-        return "FAILED"
+        return empty
     mean = values.mean()
     text = f"{mean:.4g}"
     return text if len(values) < 2 else f"{text} ± {values.std():.2g}"
@@ -120,6 +266,11 @@ def _params_label(n: float) -> str:
     return "?" if pd.isna(n) else f"{n / 1e6:.2f}M"
 
 
+def _model_entry(part: pd.DataFrame, metric: str) -> str:
+    """One table cell from the model rows of one arch, scale and n_train."""
+    return _fmt(part[metric], "STALE" if (part.status == "stale").any() else "FAILED")
+
+
 def pivot(frame: pd.DataFrame, metric: str, grid: dict[str, list]) -> pd.DataFrame:
     """Rows arch x scale (+ references), columns n_train, cells mean ± std over seeds."""
     models = frame[frame.kind == "model"]
@@ -127,18 +278,14 @@ def pivot(frame: pd.DataFrame, metric: str, grid: dict[str, list]) -> pd.DataFra
     for arch in grid["archs"]:
         for scale in grid["scales"]:
             part = models[(models.arch == arch) & (models.scale == scale)]
-            n_params = part.n_params.max() if "n_params" in part else float("nan")
-            label = f"{arch} / {scale} ({_params_label(n_params)})"
-            out[label] = {
-                n: _fmt(part[part.n_train == n].get(metric, pd.Series(dtype=float)))
-                for n in grid["n_train"]
-            }
+            label = f"{arch} / {scale} ({_params_label(part.n_params.max())})"
+            out[label] = {n: _model_entry(part[part.n_train == n], metric) for n in grid["n_train"]}
     refs = frame[frame.kind == "reference"]
     for name in REFERENCES:
         part = refs[refs.arch == name]
-        if metric in part and part[metric].notna().any():
+        if part[metric].notna().any():
             out[f"ref: {name}"] = {
-                n: _fmt(part[part.n_train == n][metric]) for n in grid["n_train"]
+                n: _fmt(part[part.n_train == n][metric], "missing") for n in grid["n_train"]
             }
     table = pd.DataFrame.from_dict(out, orient="index")
     table.columns = [f"n={n}" for n in table.columns]
@@ -152,32 +299,71 @@ def _markdown_table(table: pd.DataFrame, corner: str) -> str:
     return "\n".join([head, rule, *body])
 
 
+def _md_cell(text: Any) -> str:
+    """``text`` as a Markdown table cell."""
+    return str(text).replace("|", "\\|")
+
+
+def _cell_list(listed: pd.DataFrame, title: str, note: str) -> list[str]:
+    """A section listing model rows (arch, scale, n_train, seed, reason); none if empty."""
+    if listed.empty:
+        return []
+    head = ["", f"## {title}", "", note, "", "| arch | scale | n_train | seed | reason |"]
+    rows = [
+        f"| {r.arch} | {r.scale} | {r.n_train} | {r.seed} | {_md_cell(r.error)} |"
+        for r in listed.itertuples()
+    ]
+    return [*head, "|---|---|---:|---:|---|", *rows]
+
+
+def _missing_references(refs: pd.DataFrame) -> list[str]:
+    """A section naming each n_train whose reference rows are missing; none if all are there."""
+    missing = refs[refs.status != "ok"].drop_duplicates("n_train")
+    if missing.empty:
+        return []
+    rows = [f"| {r.n_train} | {_md_cell(r.error)} |" for r in missing.itertuples()]
+    note = "The tables show `missing` for them; rerun Snakemake to score them."
+    return [
+        "",
+        "## Missing reference rows",
+        "",
+        note,
+        "",
+        "| n_train | reason |",
+        "|---:|---|",
+        *rows,
+    ]
+
+
 def summary_markdown(frame: pd.DataFrame, grid: dict[str, list]) -> str:
+    """summary.md: counts, failed and stale cells, missing references, one table per metric."""
     models = frame[frame.kind == "model"]
-    failed = models[models.status != "ok"]
+    counts = models.status.value_counts()
     parts = [
         "# fmscale summary",
         "",
-        f"{len(models)} cells ({len(models) - len(failed)} finished, {len(failed)} failed). "
+        f"{len(models)} cells ({counts.get('ok', 0)} finished, {counts.get('failed', 0)} failed, "
+        f"{counts.get('stale', 0)} stale). "
         "Metrics at the headline NFE, in standardised space; `_pca` = in the real data's top-k PCA "
         "space. Reference rows: `real_holdout` = held-out real data (the floor), `gaussian_fit` = "
         "samples of a Gaussian fitted to the training rows, `memoriser` = the training rows "
         "themselves.",
     ]
-    if len(failed):
-        parts += [
-            "",
-            "## Failed cells",
-            "",
-            "| arch | scale | n_train | seed | reason |",
-            "|---|---|---:|---:|---|",
-        ]
-        parts += [
-            f"| {r.arch} | {r.scale} | {r.n_train} | {r.seed} | {r.error} |"
-            for r in failed.itertuples()
-        ]
+    parts += _cell_list(
+        models[models.status == "failed"],
+        "Failed cells",
+        "No metrics: the reason is the last error line of the train or evaluate log, or the file "
+        "that could not be read.",
+    )
+    parts += _cell_list(
+        models[models.status == "stale"],
+        "Stale cells",
+        "Their metrics.json scored a training run that is gone (cell.json deleted or replaced "
+        "since), so the tables leave it out (`STALE`); rerun Snakemake to retrain or re-evaluate.",
+    )
+    parts += _missing_references(frame[frame.kind == "reference"])
     for metric in HEADLINE_METRICS:
-        if metric not in frame:
+        if not frame[metric].notna().any():
             continue
         parts += [
             "",
@@ -198,19 +384,24 @@ def _log_x(ax) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+def _legend(ax, **kwargs: Any) -> None:
+    """A legend, unless nothing was drawn (an empty panel of a grid with no finished cell)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
 def _plot_vs_params(frame: pd.DataFrame, metric: str, grid: dict[str, list], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sizes = grid["n_train"]
-    fig, axes = plt.subplots(
-        1, len(sizes), figsize=(4 * len(sizes), 3.4), sharey=True, squeeze=False
-    )
+    panels = max(len(sizes), 1)  # an empty grid still gets its (empty) plot
+    fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 3.4), sharey=True, squeeze=False)
     models = frame[(frame.kind == "model") & (frame.status == "ok")]
-    refs = frame[frame.kind == "reference"]
-    for ax, n in zip(axes[0], sizes, strict=True):
+    refs = frame[(frame.kind == "reference") & (frame.status == "ok")]
+    for ax, n in zip(axes[0], sizes, strict=False):
         for arch in grid["archs"]:
             part = models[(models.arch == arch) & (models.n_train == n)]
-            if part.empty or metric not in part:
+            if not part[metric].notna().any():
                 continue
             stats = part.groupby("n_params")[metric].agg(["mean", "std"]).reset_index()
             ax.errorbar(
@@ -222,8 +413,8 @@ def _plot_vs_params(frame: pd.DataFrame, metric: str, grid: dict[str, list], pat
                 label=arch,
             )
         for name, style in (("real_holdout", "k--"), ("gaussian_fit", "r:")):
-            value = refs[(refs.arch == name) & (refs.n_train == n)].get(metric)
-            if value is not None and not value.empty:
+            value = refs[(refs.arch == name) & (refs.n_train == n)][metric].dropna()
+            if not value.empty:
                 ax.axhline(
                     float(value.iloc[0]),
                     color=style[0],
@@ -235,7 +426,7 @@ def _plot_vs_params(frame: pd.DataFrame, metric: str, grid: dict[str, list], pat
         ax.set_title(f"n_train = {n}")
         ax.set_xlabel("parameters")
     axes[0][0].set_ylabel(metric)
-    axes[0][-1].legend(fontsize=7)
+    _legend(axes[0][-1], fontsize=7)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
@@ -251,19 +442,19 @@ def _plot_vs_n_train(
     models = frame[(frame.kind == "model") & (frame.status == "ok")]
     for ax, metric in zip(axes[0], metrics, strict=True):
         for (arch, scale), part in models.groupby(["arch", "scale"]):
-            if metric not in part:
+            if not part[metric].notna().any():
                 continue
             stats = part.groupby("n_train")[metric].mean()
             ax.plot(stats.index, stats.values, marker="o", label=f"{arch}/{scale}")
-        refs = frame[frame.kind == "reference"]
+        refs = frame[(frame.kind == "reference") & (frame.status == "ok")]
         for name, style in (("real_holdout", "k--"), ("memoriser", "r:")):
             part = refs[refs.arch == name].sort_values("n_train")
-            if metric in part and part[metric].notna().any():
+            if part[metric].notna().any():
                 ax.plot(part.n_train, part[metric], style, linewidth=1, label=f"ref: {name}")
         _log_x(ax)
         ax.set_xlabel("n_train")
         ax.set_ylabel(metric)
-    axes[0][-1].legend(fontsize=6, ncol=2)
+    _legend(axes[0][-1], fontsize=6, ncol=2)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
@@ -289,7 +480,11 @@ def write_plots(frame: pd.DataFrame, grid: dict[str, list], out_dir: Path) -> li
 
 
 def summarize(results: str | Path, grid: dict[str, list] | None = None) -> pd.DataFrame:
-    """Write summary.csv, summary.md and plots/ under ``results``; return the frame."""
+    """Write summary.csv, summary.md and plots/ under ``results``; return the frame.
+
+    Failed, stale and missing cells and reference rows are listed, never fatal; only a missing
+    ``results`` folder raises (ResultsError).
+    """
     results = Path(results)
     grid = grid or discover_grid(results)
     frame = collect(results, grid)
