@@ -77,7 +77,8 @@ def count_table(table: ScalingTable, data_dim: int = 1024) -> list[ParamRow]:
             try:
                 n = count_model(arch, row, data_dim)
             except ValueError as exc:  # e.g. num_tokens does not divide D
-                n, ratio, vs_target, verdict = None, None, None, f"CANNOT BUILD at D={data_dim}: {exc}"
+                n, ratio, vs_target = None, None, None
+                verdict = f"CANNOT BUILD at D={data_dim}: {exc}"
             else:
                 ratio, vs_target, verdict = _verdict(table, scale, n, prev)
             rows.append(
