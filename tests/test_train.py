@@ -139,10 +139,8 @@ def test_sigterm_writes_checkpoint_and_exits_nonzero(tmp_path):
         text=True,
     )
     deadline = time.time() + 120
-    while (
-        not (tmp_path / "train_log.csv").exists()
-        or len((tmp_path / "train_log.csv").read_text().splitlines()) < 2
-    ):
+    live_log = tmp_path / "ckpt" / "train_log.csv"  # published to <out>/ at the end
+    while not live_log.exists() or len(live_log.read_text().splitlines()) < 2:
         assert time.time() < deadline and proc.poll() is None
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)

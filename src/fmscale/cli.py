@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from .config import ConfigError
     from .data import DataError
-    from .train import NonFiniteLoss, Preempted
+    from .train import CannotWrite, CellBusy, NonFiniteLoss, OutOfMemory, Preempted
 
     if getattr(args, "threads", None):
         import torch
@@ -299,6 +299,15 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLoss as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except CellBusy as exc:  # another process trains into the same --out
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
+    except OutOfMemory as exc:  # names the estimated sizes and what to lower
+        print(f"error: {exc}", file=sys.stderr)
+        return 6
+    except CannotWrite as exc:  # read-only folder, full disk: names the path
+        print(f"error: {exc}", file=sys.stderr)
+        return 74  # EX_IOERR
     except (ConfigError, DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

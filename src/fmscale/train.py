@@ -1,17 +1,29 @@
-"""Train one grid cell: conditional flow matching with checkpoints, exact resume and EMA."""
+"""Train one grid cell: conditional flow matching with checkpoints, exact resume and EMA.
+
+A run holds ``<out>/.train.lock`` while it trains. Its live state sits in ``<out>/ckpt/``,
+outside the workflow's declared outputs: the checkpoints and the live loss log, published to
+``<out>/train_log.csv`` when the run ends. A checkpoint of this cell written with other settings
+or data is moved to ``<out>/ckpt.stale/`` and the cell retrains from step 0; a checkpoint of
+another cell is refused.
+"""
 
 from __future__ import annotations
 
 import copy
 import csv
 import dataclasses
+import fcntl
 import json
+import logging
 import math
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +35,20 @@ from . import __version__
 from .checkpoint import CheckpointStore
 from .config import TrainConfig
 from .data import Dataset
-from .files import atomic_path, atomic_write
+from .files import atomic_write
 from .flow import cfm_loss, ot_pair
 from .models import build_model, resolve_row
 
+log = logging.getLogger(__name__)
+
 LOG_FIELDS = ["step", "loss", "lr", "grad_norm", "steps_per_s"]
+LOCK_NAME = ".train.lock"
+CELL_KEYS = ("arch", "row", "n_train", "seed")
+"""The identity keys that name the cell; the others (train settings, data) may change."""
+STATE_KEYS = ("identity", "step", "wall_time", "model", "ema", "opt", "sched", "gen", "cpu_rng")
+"""What a checkpoint needs to be resumed; ``cuda_rng``, ``log_window`` and
+``restarted_from_stale`` are optional (checkpoints of older versions lack the last two)."""
+OOM_MARKERS = ("can't allocate memory", "not enough memory", "out of memory")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -36,6 +57,21 @@ class NonFiniteLoss(RuntimeError):
 
 class Preempted(RuntimeError):
     """SIGTERM / SIGINT arrived; a checkpoint was written and the cell can resume."""
+
+
+class CellBusy(RuntimeError):
+    """Another process is training into the same run folder."""
+
+
+class CannotWrite(OSError):
+    """A checkpoint or an output could not be written (read-only folder, full disk, ...)."""
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
+
+
+class OutOfMemory(MemoryError):
+    """The model or a training batch does not fit; the message gives the estimated sizes."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +152,141 @@ def device_name(device: torch.device) -> str:
     return f"{device.type} ({cpu}, {torch.get_num_threads()} threads)"
 
 
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Re-raise an OSError of the block as CannotWrite naming ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        raise CannotWrite(exc.errno, exc.strerror or str(exc), str(path)) from exc
+
+
+def write_output(path: Path, content: str | bytes) -> None:
+    """``atomic_write``, failing with CannotWrite naming ``path``."""
+    with writing(path):
+        atomic_write(path, content)
+
+
+@contextmanager
+def cell_lock(out: Path) -> Iterator[None]:
+    """Hold ``<out>/.train.lock`` for the block; CellBusy at once if another process holds it.
+
+    An flock: the kernel drops it when the process ends, however it ends, so no lock goes
+    stale. Where the filesystem has no flock (Lustre mounted without it, NFS without lockd) the
+    run goes on unlocked, with a warning.
+    """
+    path = out / LOCK_NAME
+    with writing(path):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if _try_lock(fd, path):
+            with writing(path):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"pid {os.getpid()} on {platform.node()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _try_lock(fd: int, path: Path) -> bool:
+    """Take the flock without waiting; False (and a warning) where the filesystem has none."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "another process"
+        raise CellBusy(
+            f"{path.parent} is already being trained by {holder}; wait for it to end or use "
+            "another --out"
+        ) from None
+    except OSError as exc:
+        log.warning(
+            "cannot lock %s (%s): a second run on this folder would go unnoticed",
+            path,
+            exc.strerror or exc,
+        )
+        return False
+    return True
+
+
+def identity_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The dotted keys (``train.steps``, ``data``, ...) whose values differ: key -> (old, new)."""
+    a, b = _flatten(old), _flatten(new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one, with dotted keys."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
+    """``train.steps: 50 -> 60, data: 'ab..' -> 'cd..'``."""
+    return ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changes.items())
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A device allocator's failure: torch.OutOfMemoryError, or the CPU allocator's message."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and any(m in str(exc) for m in OOM_MARKERS)
+
+
+def memory_estimate(
+    arch: str, row: dict[str, Any], data_dim: int, batch_size: int, n_train: int
+) -> dict[str, int | None]:
+    """What training needs, in bytes, found without allocating (the model is built on ``meta``).
+
+    ``state``: weights, grads, 2 AdamW moments and EMA, 5 fp32 copies of the parameters;
+    ``activations``: roughly what backward keeps for one batch (the leaf modules' outputs;
+    None if the model cannot run on ``meta``); ``data``: the training set on the device.
+    """
+    with torch.device("meta"):
+        model = build_model(arch, row, data_dim)
+        activations = _activation_bytes(model, batch_size, data_dim)
+    n_params = sum(p.numel() for p in model.parameters())
+    return {
+        "params": n_params,
+        "state": 5 * 4 * n_params,
+        "activations": activations,
+        "data": 4 * n_train * data_dim,
+    }
+
+
+def _activation_bytes(model: nn.Module, batch_size: int, data_dim: int) -> int | None:
+    """fp32 bytes of the leaf modules' outputs for one batch, run on the ``meta`` device."""
+    numel: list[int] = []
+    for module in model.modules():
+        if not any(module.children()):
+            module.register_forward_hook(
+                lambda _m, _i, out: numel.append(out.numel() if torch.is_tensor(out) else 0)
+            )
+    try:
+        model(
+            torch.zeros(batch_size, data_dim, device="meta"), torch.zeros(batch_size, device="meta")
+        )
+    except Exception:  # an op without a meta kernel: the size stays unknown
+        return None
+    return 4 * sum(numel)
+
+
+def _size(n_bytes: int | None) -> str:
+    """Bytes in decimal units: 1.23 MB."""
+    if n_bytes is None:
+        return "unknown"
+    size = float(n_bytes)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.3g} {unit}"
+        size /= 1000
+    return f"{size:.3g} TB"
+
+
 class _StopFlag:
     """Turns SIGTERM / SIGINT into a flag the loop checks between steps."""
 
@@ -148,9 +319,12 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         self.autocast = cuda and cfg.bf16
         self.row = resolve_row(spec.arch, spec.scale, spec.table)
+        self.data_dim = data.dim
         torch.manual_seed(spec.seed)
-        self.model = build_model(spec.arch, self.row, data.dim).to(self.device)
-        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        with self._fits():
+            self.model = build_model(spec.arch, self.row, data.dim).to(self.device)
+            self.ema = copy.deepcopy(self.model).requires_grad_(False)
+            self.x_train = data.train(spec.n_train).to(self.device)
         self.params = list(self.model.parameters())
         # Fused AdamW: one kernel for all tensors on CUDA, and on CPU 2.7x faster than the
         # per-tensor loop torch picks there by default (benchmarks/README.md).
@@ -160,12 +334,14 @@ class Trainer:
         )
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, cfg))
         self.gen = torch.Generator(self.device).manual_seed(spec.seed + 7919)
-        self.x_train = data.train(spec.n_train).to(self.device)
         self.data_fingerprint = data.fingerprint
         self.forward_model = torch.compile(self.model) if cfg.compile else self.model
         self.step = 0
         self.wall_time = 0.0
-        self.store = CheckpointStore(self.out / "ckpt", keep=cfg.keep_ckpts)
+        self.restarted_from_stale = False
+        self.window = _LogWindow()
+        self.store = CheckpointStore(self.out / "ckpt", keep=cfg.keep_ckpts, required=STATE_KEYS)
+        self.log_path = self.store.root / "train_log.csv"
 
     @property
     def n_params(self) -> int:
@@ -198,19 +374,15 @@ class Trainer:
             "sched": self.sched.state_dict(),
             "gen": self.gen.get_state(),
             "cpu_rng": torch.get_rng_state(),
+            "log_window": self.window.state(),
+            "restarted_from_stale": self.restarted_from_stale,
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
-        mine = json.dumps(self.identity(), sort_keys=True)
-        if state["identity"] != mine:
-            raise ValueError(
-                f"checkpoint in {self.store.root} belongs to another cell or settings:\n"
-                f"  checkpoint: {state['identity']}\n  this run:   {mine}\n"
-                "use another --out, or delete that ckpt/ folder to start over"
-            )
+        """Continue from ``state`` (its identity is checked by ``resume``)."""
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.opt.load_state_dict(state["opt"])
@@ -220,13 +392,74 @@ class Trainer:
         if "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.step, self.wall_time = state["step"], state["wall_time"]
+        if "log_window" in state:  # older checkpoints were written right after a log row
+            self.window = _LogWindow.from_state(state["log_window"], self.device)
+        self.restarted_from_stale = state.get("restarted_from_stale", False)
 
     def resume(self) -> int:
-        """Load the newest valid checkpoint, if any; return the step it holds."""
+        """Load the newest valid checkpoint, if any; return the step it holds.
+
+        A checkpoint of this cell with other settings or data is set aside and the cell starts
+        from step 0; a checkpoint of another cell raises ValueError.
+        """
         state = self.store.load_latest()
-        if state is not None:
+        if state is None:
+            return self.step
+        mine = json.loads(json.dumps(self.identity()))
+        changes = identity_changes(json.loads(state["identity"]), mine)
+        if any(key.split(".")[0] in CELL_KEYS for key in changes):
+            raise ValueError(
+                f"checkpoint in {self.store.root} belongs to another cell ({_describe(changes)}); "
+                "use another --out for another cell or settings, or delete that ckpt/ folder "
+                "to start over"
+            )
+        if changes:
+            self._set_aside(changes)
+        else:
             self.load_state(state)
         return self.step
+
+    def _set_aside(self, changes: dict[str, tuple[Any, Any]]) -> None:
+        """Move the checkpoints (and live log) of other settings to ``ckpt.stale/``."""
+        root = self.store.root
+        stale = root.with_name(root.name + ".stale")
+        with writing(stale):
+            if stale.exists():
+                shutil.rmtree(stale)
+            root.rename(stale)
+        log.warning(
+            "%s holds this cell trained with other settings or data (%s); moved it to %s and "
+            "training from step 0",
+            root,
+            _describe(changes),
+            stale,
+        )
+        self.restarted_from_stale = True
+
+    @contextmanager
+    def _fits(self) -> Iterator[None]:
+        """Turn an allocator failure in the block into OutOfMemory with the estimated sizes."""
+        try:
+            yield
+        except RuntimeError as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise OutOfMemory(self._oom_message(exc)) from exc
+
+    def _oom_message(self, exc: RuntimeError) -> str:
+        """The estimated sizes, what to lower, and the allocator's own first line."""
+        spec, batch, dim = self.spec, self.cfg.batch_size, self.data_dim
+        est = memory_estimate(spec.arch, self.row, dim, batch, spec.n_train)
+        total = sum(v for k, v in est.items() if k != "params" and v is not None)
+        return (
+            f"{spec.arch}/{spec.scale or 'default'} does not fit in memory on {self.device}: "
+            f"{est['params']:,} parameters need ~{_size(est['state'])} (weights, grads, "
+            f"2 AdamW moments and EMA in fp32), a batch (batch_size={batch}, {dim}-dim "
+            f"vectors) ~{_size(est['activations'])} of activations (rough), the training set "
+            f"({spec.n_train} x {dim}) ~{_size(est['data'])}: ~{_size(total)} in all; "
+            "lower train.batch_size (--batch-size), pick a smaller --scale, or use a device "
+            f"with more memory (the allocator said: {str(exc).strip().splitlines()[0]})"
+        )
 
     def _train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
@@ -253,36 +486,53 @@ class Trainer:
         """Train to ``cfg.steps``, logging, checkpointing, and stopping cleanly on a signal."""
         from tqdm import tqdm
 
-        cfg = self.cfg
-        log = _TrainLog(self.out / "train_log.csv", self.step)
-        window = _LogWindow(self.step)
+        train_log = _TrainLog(self.log_path, self.step)
+        watch = _Stopwatch()
         bar = tqdm(
-            total=cfg.steps,
+            total=self.cfg.steps,
             initial=self.step,
             disable=not progress,
             desc=self.out.name,
             mininterval=2,
         )
         with _StopFlag() as stop, bar:
-            while self.step < cfg.steps:
-                window.add(*self._train_step())
+            while self.step < self.cfg.steps:
+                with self._fits():
+                    self.window.add(*self._train_step())
                 bar.update(1)
-                last = self.step == cfg.steps
-                checkpoint = self.step % cfg.ckpt_every == 0 or last or stop.signal
-                if checkpoint or self.step % cfg.log_every == 0:
-                    self._flush_log(window, log, bar)
-                if checkpoint:
-                    self.store.save(self.state(), self.step)
-                    window.restart_clock()  # wall_time and steps/s leave checkpoint I/O out
+                self._after_step(train_log, bar, watch, stop.signal)
                 if stop.signal:
                     raise Preempted(
                         f"signal {stop.signal} at step {self.step}: checkpoint written to "
                         f"{self.store.root}; rerun to resume"
                     )
 
-    def _flush_log(self, window: _LogWindow, log: _TrainLog, bar: Any) -> None:
-        """Write one log row for the steps since the last one; stop on a non-finite loss."""
-        losses = window.losses()  # one host sync per log interval
+    def _after_step(
+        self, train_log: _TrainLog, bar: Any, watch: _Stopwatch, signum: int | None
+    ) -> None:
+        """A log row at each ``log_every`` and the last step; a checkpoint at each ``ckpt_every``,
+        the last step and on a signal. The checkpoint carries the steps since the last row, so a
+        resumed run writes the rows of an uninterrupted one."""
+        cfg = self.cfg
+        last = self.step == cfg.steps
+        row = last or self.step % cfg.log_every == 0
+        checkpoint = last or signum is not None or self.step % cfg.ckpt_every == 0
+        if not (row or checkpoint):
+            return
+        seconds = watch.lap()
+        self.wall_time += seconds
+        self.window.seconds += seconds
+        losses = self._finite_losses()
+        if row:
+            self._write_row(losses, train_log, bar)
+        if checkpoint:
+            with writing(self.store.path(self.step)):
+                self.store.save(self.state(), self.step)
+            watch.restart()  # wall_time and steps/s leave checkpoint I/O out
+
+    def _finite_losses(self) -> torch.Tensor:
+        """The window's losses on the host (one sync); NonFiniteLoss naming the first bad step."""
+        losses = self.window.losses()
         bad = ~torch.isfinite(losses)
         if bad.any():
             step = self.step - len(losses) + 1 + int(bad.nonzero()[0])
@@ -290,21 +540,51 @@ class Trainer:
                 f"loss became {losses[bad][0].item()} at step {step}; "
                 f"the last good checkpoint stays in {self.store.root}"
             )
-        loss, grad_norm = losses.mean().item(), window.grad_norm()
-        seconds, rate = window.close(self.step)
-        self.wall_time += seconds
-        log.write(self.step, loss, self.sched.get_last_lr()[0], grad_norm, rate)
+        return losses
+
+    def _write_row(self, losses: torch.Tensor, train_log: _TrainLog, bar: Any) -> None:
+        """One log row for the steps since the last one; empties the window."""
+        loss, rate = losses.mean().item(), self.window.rate()
+        train_log.write(self.step, loss, self.sched.get_last_lr()[0], self.window.grad_norm(), rate)
+        self.window.clear()
         bar.set_postfix(loss=f"{loss:.4f}", steps_s=f"{rate:.1f}")
+
+    def publish_log(self) -> None:
+        """Copy the live log to ``<out>/train_log.csv``, atomically."""
+        write_output(self.out / "train_log.csv", self.log_path.read_bytes())
+
+
+class _Stopwatch:
+    """Seconds between laps, on the performance counter."""
+
+    def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> None:
+        self._tick = time.perf_counter()
+
+    def lap(self) -> float:
+        now = time.perf_counter()
+        seconds, self._tick = now - self._tick, now
+        return seconds
 
 
 class _LogWindow:
-    """The per-step losses and gradient norms since the last log row, and its clock."""
+    """The per-step losses and gradient norms since the last log row, and their training time.
 
-    def __init__(self, step: int):
-        self._losses: list[torch.Tensor] = []
-        self._norms: list[torch.Tensor] = []
-        self._step = step
-        self.restart_clock()
+    Saved in each checkpoint, so the first row after a resume averages the same steps as the
+    row of an uninterrupted run.
+    """
+
+    def __init__(
+        self,
+        losses: Iterable[torch.Tensor] = (),
+        norms: Iterable[torch.Tensor] = (),
+        seconds: float = 0.0,
+    ):
+        self._losses: list[torch.Tensor] = list(losses)
+        self._norms: list[torch.Tensor] = list(norms)
+        self.seconds = seconds
 
     def add(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
         self._losses.append(loss)
@@ -316,35 +596,57 @@ class _LogWindow:
     def grad_norm(self) -> float:
         return torch.stack(self._norms).mean().item()
 
-    def restart_clock(self) -> None:
-        self._tick = time.perf_counter()
+    def rate(self) -> float:
+        """Steps per second of training time."""
+        return len(self._losses) / self.seconds
 
-    def close(self, step: int) -> tuple[float, float]:
-        """Seconds and steps/s since the clock started; empties the window."""
-        now = time.perf_counter()
-        seconds = now - self._tick
-        rate = (step - self._step) / seconds
-        self._tick, self._step = now, step
-        self._losses, self._norms = [], []
-        return seconds, rate
+    def clear(self) -> None:
+        self._losses, self._norms, self.seconds = [], [], 0.0
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "losses": _stack(self._losses),
+            "grad_norms": _stack(self._norms),
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], device: torch.device) -> _LogWindow:
+        return cls(
+            state["losses"].to(device).unbind(),
+            state["grad_norms"].to(device).unbind(),
+            state["seconds"],
+        )
+
+
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(tensors) if tensors else torch.empty(0)
 
 
 class _TrainLog:
-    """train_log.csv, truncated to ``start_step`` on resume so it matches an uninterrupted run."""
+    """The live train_log.csv in ``ckpt/``, cut back on resume to the rows up to ``start_step``.
+
+    It lives outside the declared outputs, so deleting those (``--rerun-incomplete``, a retry)
+    keeps the history; rows cut short by a crash are dropped.
+    """
 
     def __init__(self, path: Path, start_step: int):
         self.path = path
-        rows = []
-        if path.exists() and start_step > 0:
-            with path.open() as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start_step]
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+        rows = self._rows_up_to(start_step) if start_step > 0 and path.exists() else []
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+                writer.writeheader()
+                writer.writerows(rows)
+
+    def _rows_up_to(self, step: int) -> list[dict[str, str]]:
+        with self.path.open() as f:
+            rows = [r for r in csv.DictReader(f) if None not in r.values()]
+        return [r for r in rows if int(r["step"]) <= step]
 
     def write(self, step: int, loss: float, lr: float, grad_norm: float, rate: float) -> None:
-        with self.path.open("a", newline="") as f:
+        with writing(self.path), self.path.open("a", newline="") as f:
             csv.writer(f).writerow(
                 [step, f"{loss:.6g}", f"{lr:.6g}", f"{grad_norm:.6g}", f"{rate:.3f}"]
             )
@@ -352,11 +654,10 @@ class _TrainLog:
 
 def save_weights(model: nn.Module, path: Path) -> None:
     """EMA weights as safetensors, written atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp))
+    write_output(path, save(state))
 
 
 def train_cell(
@@ -367,15 +668,32 @@ def train_cell(
     extra_config: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train (or resume) one cell into ``out``; returns the content written to ``cell.json``."""
+    """Train (or resume) one cell into ``out``; returns the content written to ``cell.json``.
+
+    Raises CellBusy if another process trains into ``out``, CannotWrite naming the path a write
+    failed on, OutOfMemory with the estimated sizes.
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(spec, data, cfg, out)
-    resumed_from = trainer.resume()
-    trainer.run(progress=progress)
-    save_weights(trainer.ema, out / "model.safetensors")
-    _save_stats(data, out)
-    cell = {
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+    with cell_lock(out):
+        trainer = Trainer(spec, data, cfg, out)
+        resumed_from = trainer.resume()
+        trainer.run(progress=progress)
+        trainer.publish_log()
+        save_weights(trainer.ema, out / "model.safetensors")
+        _save_stats(data, out)
+        cell = _cell_record(trainer, data, extra_config, resumed_from)
+        write_output(out / "cell.json", json.dumps(cell, indent=2, default=str))
+    return cell
+
+
+def _cell_record(
+    trainer: Trainer, data: Dataset, extra_config: dict[str, Any] | None, resumed_from: int
+) -> dict[str, Any]:
+    """What ``cell.json`` says about a finished cell."""
+    spec = trainer.spec
+    return {
         "arch": spec.arch,
         "scale": spec.scale,
         "n_train": spec.n_train,
@@ -386,10 +704,11 @@ def train_cell(
         "data_dim": data.dim,
         "data_source": data.source,
         "data_fingerprint": data.fingerprint,
-        "train": dataclasses.asdict(cfg),
+        "train": dataclasses.asdict(trainer.cfg),
         "config": extra_config or {},
         "steps": trainer.step,
         "resumed_from_step": resumed_from,
+        "restarted_from_stale": trainer.restarted_from_stale,
         "wall_time_s": round(trainer.wall_time, 3),
         "steps_per_s": round(trainer.step / trainer.wall_time, 3) if trainer.wall_time else None,
         "device": device_name(trainer.device),
@@ -397,13 +716,11 @@ def train_cell(
         "git_revision": git_revision(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
-    atomic_write(out / "cell.json", json.dumps(cell, indent=2, default=str))
-    return cell
 
 
 def _save_stats(data: Dataset, out: Path) -> None:
     """The standardisation (train-pool mean and std) used by this run."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    with atomic_path(out / "data_stats.safetensors") as tmp:
-        save_file({"mean": data.mean.contiguous(), "std": data.std.contiguous()}, str(tmp))
+    stats = {"mean": data.mean.contiguous(), "std": data.std.contiguous()}
+    write_output(out / "data_stats.safetensors", save(stats))
