@@ -55,7 +55,7 @@ def test_training_learns_and_writes_its_outputs(tmp_path, data):
 def _state_keys():
     from fmscale.models import create_model
 
-    return set(create_model("mlp", "tiny", data_dim=64).state_dict())
+    return {f"net.{key}" for key in create_model("mlp", "tiny", data_dim=64).state_dict()}
 
 
 def _cli(out, *extra):

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import DEVICES, SOLVERS
+from .config import DEVICES, PARAMETERISATIONS, SOLVERS, TrainConfig
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
@@ -22,12 +22,18 @@ def _cmd_params(args: argparse.Namespace) -> int:
         data_dim = Dataset.peek_dim(args.dataset)
     try:
         rows = verify_params(
-            args.table, data_dim, args.out_csv, args.out_md, args.allow_off_ratio, args.archs
+            args.table,
+            data_dim,
+            args.out_csv,
+            args.out_md,
+            args.allow_off_ratio,
+            args.archs,
+            args.parameterisation,
         )
     except ParamGateError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    print(render_markdown(rows, load_table(args.table), data_dim), end="")
+    print(render_markdown(rows, load_table(args.table), data_dim, args.parameterisation), end="")
     return 0
 
 
@@ -88,6 +94,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "lr": args.lr,
         "ckpt_every": args.ckpt_every,
         "device": args.device,
+        "parameterisation": args.parameterisation,
     }
     if args.ot:
         flags["ot_pairing"] = True
@@ -217,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--archs", type=lambda text: text.split(","), help="comma-separated archs to gate"
     )
+    p.add_argument(
+        "--parameterisation",
+        choices=PARAMETERISATIONS,
+        default=TrainConfig.parameterisation,
+        help="the cells' parameterisation (its parameters count)",
+    )
     p.add_argument("--out-csv", help="write the table as CSV here")
     p.add_argument("--out-md", help="write the table as Markdown here")
     p.add_argument(
@@ -243,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--ckpt-every", type=_count(1))
     p.add_argument("--device", choices=DEVICES)
+    p.add_argument("--parameterisation", choices=PARAMETERISATIONS)
     p.add_argument("--ot", action="store_true", help="minibatch OT pairing of noise and data")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=_count(1), help="CPU threads for torch")

@@ -24,6 +24,9 @@ T = TypeVar("T")
 SOLVERS = {"euler": 1, "midpoint": 2, "heun": 2}
 """ODE solver name -> velocity evaluations per step (the one list of solver names)."""
 
+PARAMETERISATIONS = ("velocity", "skip_scalar", "skip_dim", "edm", "data")
+"""How a network's output becomes the velocity (``fmscale.flow.VelocityField``)."""
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
 """Device names a setting may give (plus ``cuda:N``)."""
 
@@ -101,6 +104,7 @@ class TrainConfig:
 
     steps: int = 3000
     batch_size: int = 256
+    parameterisation: str = "velocity"
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_frac: float = 0.05
@@ -127,6 +131,11 @@ class TrainConfig:
             raise ConfigError(f"train.ema_decay={self.ema_decay} must be in [0, 1)")
         if self.lr <= 0 or self.grad_clip <= 0 or self.weight_decay < 0:
             raise ConfigError("train.lr and train.grad_clip must be > 0, weight_decay >= 0")
+        if self.parameterisation not in PARAMETERISATIONS:
+            raise ConfigError(
+                f"train.parameterisation={self.parameterisation!r}; "
+                f"available: {list(PARAMETERISATIONS)}"
+            )
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise ConfigError(f"train.device={self.device!r}; use auto, cpu, cuda, cuda:N or mps")
 

@@ -13,9 +13,8 @@ from torch import nn
 from .config import EvalConfig
 from .data import Dataset, Mixture
 from .files import atomic_write
-from .flow import cfm_loss, sample
+from .flow import build_field, cfm_loss, sample
 from .metrics import distribution_metrics, gaussian_fit_samples, pca_basis
-from .models import build_model
 from .study import cell_digest
 from .train import pick_device
 
@@ -49,6 +48,11 @@ def read_cell(run_dir: str | Path) -> dict[str, Any]:
         raise CellError(f"{run_dir / 'cell.json'}: unreadable ({exc}); retrain the cell") from None
 
 
+def parameterisation_of(cell: dict[str, Any]) -> str:
+    """The cell's parameterisation (``velocity`` for cells trained before the setting)."""
+    return cell.get("train", {}).get("parameterisation", "velocity")
+
+
 def load_cell(
     run_dir: str | Path, device: torch.device | str = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
@@ -65,7 +69,9 @@ def load_cell(
         state = load_file(str(weights))
     except Exception as exc:
         raise CellError(f"{weights}: unreadable ({exc}); retrain the cell") from None
-    model = build_model(cell["arch"], cell["row"], cell["data_dim"])
+    model = build_field(cell["arch"], cell["row"], cell["data_dim"], parameterisation_of(cell))
+    if not any(key.startswith("net.") for key in state):  # a network saved before fields
+        state = {f"net.{key}": value for key, value in state.items()}
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

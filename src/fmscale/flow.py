@@ -1,13 +1,106 @@
-"""Conditional flow matching on the straight path, minibatch OT pairing and ODE samplers."""
+"""Conditional flow matching on the straight path: the parameterisation of the velocity field,
+the loss, minibatch OT pairing and ODE samplers.
+
+Every velocity field the study trains is ``VelocityField(net, parameterisation)``:
+
+    v(x, t) = a(t) x + b(t) F(c(t) x, t)
+
+with F the architecture's network. The parameterisation picks a, b, c, shared by every arch,
+so training, sampling, the validation loss and every metric go through the same field. Why it
+matters: the optimal velocity v*(x, t) = (E[x1 | x_t = x] - x) / (1 - t) holds the full-rank
+linear map -x / (1 - t); a network whose hidden width is below D cannot output it, whatever
+its size, unless the parameterisation carries it.
+
+- ``velocity``: a = 0, b = c = 1 (the network is the velocity).
+- ``skip_scalar`` / ``skip_dim``: a = g(t), a learned scalar / per-dimension gain (a 64-wide
+  MLP of t, zero-initialised, so the field starts at v = 0), b = c = 1.
+- ``edm``: EDM-style preconditioning (Karras et al. 2022) derived for the straight path with
+  standardised data (unit variance per dimension): Var(x_t) = (1 - t)^2 + t^2, a = c_skip =
+  Cov(x1 - x0, x_t) / Var(x_t) = (2t - 1) / Var(x_t), b = c_out = sqrt(Var(x1 - x0) - c_skip^2
+  Var(x_t)) = 1 / sqrt(Var(x_t)), c = c_in = 1 / sqrt(Var(x_t)): parameter-free; the network's
+  input and target have unit variance at every t for data of unit variance.
+- ``data``: the network predicts x1, v = (F(x, t) - x) / (1 - t), with 1 - t clamped at
+  ``DATA_T_EPS`` (the samplers' last evaluations come close to t = 1).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from .config import SOLVERS
+from .config import PARAMETERISATIONS, SOLVERS
+from .models import build_model
+from .models.layers import TimestepEmbedder, zero_linear
+
+DATA_T_EPS = 1e-2
+"""The data parameterisation divides by max(1 - t, DATA_T_EPS)."""
+
+
+class TimeGain(nn.Module):
+    """g(t): sinusoidal features of t, a 64-wide MLP, and a zero-initialised output layer."""
+
+    def __init__(self, out_dim: int, width: int = 64):
+        super().__init__()
+        self.embed = TimestepEmbedder(width, freq_dim=width)
+        self.out = zero_linear(width, out_dim)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.out(nn.functional.silu(self.embed(t)))
+
+
+class VelocityField(nn.Module):
+    """v(x, t) = a(t) x + b(t) F(c(t) x, t) around the network F (see the module docstring)."""
+
+    def __init__(self, net: nn.Module, parameterisation: str, data_dim: int):
+        super().__init__()
+        if parameterisation not in PARAMETERISATIONS:
+            raise ValueError(
+                f"unknown parameterisation {parameterisation!r}; available: {PARAMETERISATIONS}"
+            )
+        self.net = net
+        self.parameterisation = parameterisation
+        if parameterisation.startswith("skip"):
+            self.gain = TimeGain(1 if parameterisation == "skip_scalar" else data_dim)
+
+    def coefficients(
+        self, t: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """(a, b, c) as [B, 1] or [B, D] tensors; None where a term is absent (a = 0, b = 1,
+        c = 1)."""
+        p = self.parameterisation
+        if p == "velocity":
+            return None, None, None
+        if p.startswith("skip"):
+            return self.gain(t), None, None
+        t = t.float()[:, None]
+        if p == "edm":
+            var = (1 - t) ** 2 + t**2
+            return (2 * t - 1) / var, var.rsqrt(), var.rsqrt()
+        inv = 1 / (1 - t).clamp_min(DATA_T_EPS)  # data: v = (F - x) / (1 - t)
+        return -inv, inv, None
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a, b, c = self.coefficients(t)
+        out = self.net(x if c is None else c * x, t)
+        if b is not None:
+            out = b * out
+        return out if a is None else out + a * x
+
+    def net_target(self, x: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The network output F that makes the field equal ``v`` at (x, t)."""
+        a, b, _ = self.coefficients(t)
+        target = v if a is None else v - a * x
+        return target if b is None else target / b
+
+
+def build_field(
+    arch: str, row: dict[str, Any], data_dim: int, parameterisation: str
+) -> VelocityField:
+    """The velocity field a cell trains: ``arch``'s network from ``row``, parameterised."""
+    return VelocityField(build_model(arch, row, data_dim), parameterisation, data_dim)
 
 
 def interpolate(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

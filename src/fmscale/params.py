@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .files import atomic_path, atomic_write
-from .models import build_model
+from .flow import build_field
 from .models.scaling import ScalingTable, load_table
 
 
@@ -39,10 +39,13 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_model(arch: str, row: dict, data_dim: int = 1024) -> int:
-    """Build ``arch`` from ``row`` on the meta device (no memory, no init cost) and count it."""
+def count_model(
+    arch: str, row: dict, data_dim: int = 1024, parameterisation: str = "velocity"
+) -> int:
+    """Build the velocity field a cell trains on the meta device (no memory, no init cost) and
+    count it: the network plus whatever its parameterisation adds."""
     with torch.device("meta"):
-        model = build_model(arch, row, data_dim)
+        model = build_field(arch, row, data_dim, parameterisation)
     return count_parameters(model)
 
 
@@ -67,7 +70,9 @@ def _verdict(
     return ratio, vs_target, "; ".join(problems) or "ok"
 
 
-def count_table(table: ScalingTable, data_dim: int = 1024) -> list[ParamRow]:
+def count_table(
+    table: ScalingTable, data_dim: int = 1024, parameterisation: str = "velocity"
+) -> list[ParamRow]:
     """One ParamRow per arch x scale, in table order, with ratio to the previous scale."""
     rows = []
     for arch in table.archs:
@@ -75,7 +80,7 @@ def count_table(table: ScalingTable, data_dim: int = 1024) -> list[ParamRow]:
         for scale in table.scales:
             row = table.row(arch, scale)
             try:
-                n = count_model(arch, row, data_dim)
+                n = count_model(arch, row, data_dim, parameterisation)
             except ValueError as exc:  # e.g. num_tokens does not divide D
                 n, ratio, vs_target = None, None, None
                 verdict = f"CANNOT BUILD at D={data_dim}: {exc}"
@@ -99,7 +104,12 @@ def count_table(table: ScalingTable, data_dim: int = 1024) -> list[ParamRow]:
     return rows
 
 
-def render_markdown(rows: list[ParamRow], table: ScalingTable, data_dim: int = 1024) -> str:
+def render_markdown(
+    rows: list[ParamRow],
+    table: ScalingTable,
+    data_dim: int = 1024,
+    parameterisation: str = "velocity",
+) -> str:
     """The gate's table as Markdown, with a header line stating the rule it applied."""
     rule = (
         f"ratio to previous scale in [{table.ratio_min:g}, {table.ratio_max:g}] "
@@ -108,7 +118,8 @@ def render_markdown(rows: list[ParamRow], table: ScalingTable, data_dim: int = 1
     if table.capacity_targets is not None:
         rule += f"; params within ±{table.capacity_tolerance:.0%} of the scale's target"
     lines = [
-        f"Scaling table `{table.path}` at data dimension D = {data_dim}: {rule}.",
+        f"Scaling table `{table.path}` at data dimension D = {data_dim}, parameterisation "
+        f"`{parameterisation}`: {rule}.",
         "",
         "| arch | scale | row | params | vs target | ratio | verdict |",
         "|---|---|---|---:|---:|---:|---|",
@@ -135,18 +146,21 @@ def verify_params(
     out_md: str | Path | None = None,
     allow_off_ratio: bool = False,
     archs: list[str] | None = None,
+    parameterisation: str = "velocity",
 ) -> list[ParamRow]:
     """Count every arch x scale at data dimension ``data_dim``, write the CSV / Markdown table,
     and raise ParamGateError (whose message is the table) when a row is off, unless
     ``allow_off_ratio``. A row that cannot be built at ``data_dim`` fails the gate always.
-    ``archs`` limits the gate to the archs a study trains (default: every arch of the table).
+    ``archs`` limits the gate to the archs a study trains (default: every arch of the table);
+    ``parameterisation`` is the cells' (its parameters count).
     """
     scaling = load_table(table)
     unknown = sorted(set(archs or ()) - set(scaling.archs))
     if unknown:
         raise ParamGateError(f"archs {unknown} are not in the scaling table {scaling.path}")
-    rows = [r for r in count_table(scaling, data_dim) if archs is None or r.arch in archs]
-    markdown = render_markdown(rows, scaling, data_dim)
+    counted = count_table(scaling, data_dim, parameterisation)
+    rows = [r for r in counted if archs is None or r.arch in archs]
+    markdown = render_markdown(rows, scaling, data_dim, parameterisation)
     if out_csv:
         write_csv(rows, out_csv)
     if out_md:

@@ -36,8 +36,8 @@ from .checkpoint import CheckpointStore
 from .config import TrainConfig
 from .data import Dataset
 from .files import atomic_write
-from .flow import cfm_loss, ot_pair
-from .models import build_model, resolve_row
+from .flow import build_field, cfm_loss, ot_pair
+from .models import resolve_row
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,12 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def memory_estimate(
-    arch: str, row: dict[str, Any], data_dim: int, batch_size: int, n_train: int
+    arch: str,
+    row: dict[str, Any],
+    data_dim: int,
+    batch_size: int,
+    n_train: int,
+    parameterisation: str = "velocity",
 ) -> dict[str, int | None]:
     """What training needs, in bytes, found without allocating (the model is built on ``meta``).
 
@@ -247,7 +252,7 @@ def memory_estimate(
     None if the model cannot run on ``meta``); ``data``: the training set on the device.
     """
     with torch.device("meta"):
-        model = build_model(arch, row, data_dim)
+        model = build_field(arch, row, data_dim, parameterisation)
         activations = _activation_bytes(model, batch_size, data_dim)
     n_params = sum(p.numel() for p in model.parameters())
     return {
@@ -322,7 +327,9 @@ class Trainer:
         self.data_dim = data.dim
         torch.manual_seed(spec.seed)
         with self._fits():
-            self.model = build_model(spec.arch, self.row, data.dim).to(self.device)
+            self.model = build_field(spec.arch, self.row, data.dim, cfg.parameterisation).to(
+                self.device
+            )
             self.ema = copy.deepcopy(self.model).requires_grad_(False)
             self.x_train = data.train(spec.n_train).to(self.device)
         self.params = list(self.model.parameters())
@@ -449,7 +456,9 @@ class Trainer:
     def _oom_message(self, exc: RuntimeError) -> str:
         """The estimated sizes, what to lower, and the allocator's own first line."""
         spec, batch, dim = self.spec, self.cfg.batch_size, self.data_dim
-        est = memory_estimate(spec.arch, self.row, dim, batch, spec.n_train)
+        est = memory_estimate(
+            spec.arch, self.row, dim, batch, spec.n_train, self.cfg.parameterisation
+        )
         total = sum(v for k, v in est.items() if k != "params" and v is not None)
         return (
             f"{spec.arch}/{spec.scale or 'default'} does not fit in memory on {self.device}: "

@@ -19,6 +19,8 @@ rule verify_params:
         table=TABLE_FLAG,
         allow="--allow-off-ratio" if STUDY.params.allow_off_ratio else "",
         archs=",".join(GRID["archs"]),
+        parameterisation=STUDY.train.parameterisation,
     shell:
         "fmscale params {params.table} --dataset {input.dataset:q} --archs {params.archs} "
+        "--parameterisation {params.parameterisation} "
         "--out-csv {output.csv:q} --out-md {output.md:q} {params.allow} 2>&1 | tee {log:q}"
