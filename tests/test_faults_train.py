@@ -8,13 +8,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_train import _cli  # the same tiny `fmscale train` command line
 
 import fmscale.train as train_mod
 from fmscale.checkpoint import CheckpointStore
@@ -147,27 +147,6 @@ def test_crash_after_rows_past_the_checkpoint_then_resume_gives_the_uninterrupte
 
 
 # 3. Two processes on one --out.
-
-
-def _cli(out, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "fmscale.cli",
-        "train",
-        "--arch",
-        "mlp",
-        "--scale",
-        "tiny",
-        "--n-train",
-        "500",
-        "--config",
-        str(CONFIG),
-        "--out",
-        str(out),
-        "--no-progress",
-        *extra,
-    ]
 
 
 def _wait_for_rows(live_log, proc):
