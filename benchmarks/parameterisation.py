@@ -1,9 +1,10 @@
 """Every arch under every flow parameterisation, scored against the reference rows.
 
     python benchmarks/parameterisation.py [--archs mlp,unet] [--budgets 300,1000] [--n 256,4096]
+    python benchmarks/parameterisation.py --scales tiny,small,base --parameterisations skip_scalar
 
 The default synthetic data (D = 1024, 8 modes on a 16-dim subspace; 500 validation and 1000
-test rows), each arch at ``--scale`` (small), trained for each budget (steps of batch
+test rows), each arch at each of ``--scales`` (small), trained for each budget (steps of batch
 ``--batch``) on the first n rows under each parameterisation, then sampled (``--samples``
 samples, midpoint, ``--nfe``) from the EMA weights. Cells run interleaved: the
 parameterisations of one (budget, n, arch) follow each other, so a noisy machine hits them
@@ -15,6 +16,7 @@ memoriser) to ``parameterisation.csv`` / ``.md`` under ``--out``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +35,7 @@ COLUMNS = {
     "budget": ("budget", "{}"),
     "n": ("n", "{}"),
     "arch": ("arch", "{}"),
+    "scale": ("scale", "{}"),
     "parameterisation": ("parameterisation", "{}"),
     "params": ("n_params", "{:,}"),
     "val_loss_ratio": ("val_loss_ratio", "{:.3f}"),
@@ -53,7 +56,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--archs", type=_list(str), default=["mlp", "unet", "dit", "mamba"])
     p.add_argument("--parameterisations", type=_list(str), default=list(PARAMETERISATIONS))
-    p.add_argument("--scale", default="small")
+    p.add_argument("--scales", type=_list(str), default=["small"])
     p.add_argument("--budgets", type=_list(int), default=[300, 1000], help="steps per cell")
     p.add_argument("--n", type=_list(int), default=[256, 4096], help="training-set sizes")
     p.add_argument("--batch", type=int, default=32)
@@ -70,7 +73,8 @@ def reference_table(data, sizes: list[int], cfg: EvalConfig, pca) -> list[dict]:
     rows = []
     for n in sizes:
         for name, metrics in reference_rows(data, n, cfg, pca).items():
-            rows.append({"budget": "", "n": n, "arch": f"ref: {name}", "parameterisation": ""})
+            rows.append({"budget": "", "n": n, "arch": f"ref: {name}", "scale": ""})
+            rows[-1]["parameterisation"] = ""
             rows[-1].update(n_params=0, val_loss_ratio=float("nan"), train_s=0.0)
             rows[-1].update({k: metrics[k] for k in [*METRICS[1:], "modes_covered"]})
     return rows
@@ -85,7 +89,7 @@ def main() -> None:
     refs = reference_table(data, args.n, eval_cfg, pca)
     lines = [
         *machine_lines(torch.device("cpu")),
-        f"data: synthetic D = {data.dim}, scale {args.scale}, batch {args.batch}, "
+        f"data: synthetic D = {data.dim}, batch {args.batch}, "
         f"lr {args.lr}, {args.samples} samples at NFE {args.nfe} (midpoint), EMA weights",
     ]
     rows: list[dict] = []
@@ -93,7 +97,9 @@ def main() -> None:
         for budget in args.budgets:
             for n in args.n:
                 for arch in args.archs:
-                    for parameterisation in args.parameterisations:
+                    for scale, parameterisation in itertools.product(
+                        args.scales, args.parameterisations
+                    ):
                         train = TrainConfig(
                             steps=budget,
                             batch_size=args.batch,
@@ -103,10 +109,10 @@ def main() -> None:
                             log_every=max(1, budget // 10),
                             device="cpu",
                         )
-                        run = Path(tmp) / f"{arch}_{parameterisation}_{n}_{budget}"
+                        run = Path(tmp) / f"{arch}_{scale}_{parameterisation}_{n}_{budget}"
                         start = time.perf_counter()
                         cell = train_cell(
-                            CellSpec(arch, args.scale, n, args.seed), data, train, run, None, False
+                            CellSpec(arch, scale, n, args.seed), data, train, run, None, False
                         )
                         train_s = time.perf_counter() - start
                         result = evaluate_cell(run, data, eval_cfg, "cpu")
@@ -114,6 +120,7 @@ def main() -> None:
                             "budget": budget,
                             "n": n,
                             "arch": arch,
+                            "scale": scale,
                             "parameterisation": parameterisation,
                             "n_params": cell["n_params"],
                             "val_loss_ratio": result["val_loss_ratio"],
