@@ -88,7 +88,7 @@ def test_every_field_starts_at_its_zero_network(parameterisation):
 def test_gate_counts_what_the_parameterisation_adds():
     gain = sum(p.numel() for p in TimeGain(1).parameters())
     gain_dim = sum(p.numel() for p in TimeGain(1024).parameters())
-    base = count_model("mlp", {"hidden_dim": 96, "num_layers": 3})
+    base = count_model("mlp", {"hidden_dim": 96, "num_layers": 3}, 1024, "velocity")
     assert count_model("mlp", {"hidden_dim": 96, "num_layers": 3}, 1024, "skip_scalar") == (
         base + gain
     )
@@ -142,7 +142,8 @@ def test_checkpoint_of_another_parameterisation_is_not_resumed_and_is_named(tmp_
 
 
 def test_a_cell_saved_before_parameterisations_loads_as_velocity(tmp_path, data):
-    cell = train_cell(CellSpec("mlp", "tiny", 300, 0), data, cfg(steps=5), tmp_path, progress=False)
+    settings = cfg(steps=5, parameterisation="velocity")
+    cell = train_cell(CellSpec("mlp", "tiny", 300, 0), data, settings, tmp_path, progress=False)
     field, _ = load_cell(tmp_path)
     old = {k.removeprefix("net."): v for k, v in field.state_dict().items()}
     save_file({k: v.contiguous() for k, v in old.items()}, str(tmp_path / "model.safetensors"))

@@ -7,6 +7,8 @@ import pytest
 import yaml
 
 from fmscale.cli import main
+from fmscale.config import TrainConfig
+from fmscale.flow import VelocityField
 from fmscale.models import ARCHITECTURES, create_model
 from fmscale.models.scaling import DEFAULT_TABLE, ORIGINAL_PLAN_TABLE, ScalingTableError, load_table
 from fmscale.params import ParamGateError, count_table, verify_params
@@ -23,10 +25,12 @@ def test_default_table_passes_ratio_band_and_capacity_targets():
             assert 3 <= r.ratio <= 5
 
 
-def test_counts_equal_the_built_models():
+def test_counts_equal_the_built_fields():
+    """The gate counts the velocity field a cell trains: the network and its parameterisation."""
     for r in count_table(load_table()):
-        model = create_model(r.arch, r.scale)
-        assert r.n_params == sum(p.numel() for p in model.parameters()), (r.arch, r.scale)
+        net = create_model(r.arch, r.scale)
+        field = VelocityField(net, TrainConfig.parameterisation, 1024)
+        assert r.n_params == sum(p.numel() for p in field.parameters()), (r.arch, r.scale)
 
 
 def test_original_plan_table_fails_and_names_every_off_step(tmp_path):

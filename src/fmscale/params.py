@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .config import TrainConfig
 from .files import atomic_path, atomic_write
 from .flow import build_field
 from .models.scaling import ScalingTable, load_table
@@ -40,7 +41,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def count_model(
-    arch: str, row: dict, data_dim: int = 1024, parameterisation: str = "velocity"
+    arch: str, row: dict, data_dim: int = 1024, parameterisation: str = TrainConfig.parameterisation
 ) -> int:
     """Build the velocity field a cell trains on the meta device (no memory, no init cost) and
     count it: the network plus whatever its parameterisation adds."""
@@ -71,7 +72,7 @@ def _verdict(
 
 
 def count_table(
-    table: ScalingTable, data_dim: int = 1024, parameterisation: str = "velocity"
+    table: ScalingTable, data_dim: int = 1024, parameterisation: str = TrainConfig.parameterisation
 ) -> list[ParamRow]:
     """One ParamRow per arch x scale, in table order, with ratio to the previous scale."""
     rows = []
@@ -108,7 +109,7 @@ def render_markdown(
     rows: list[ParamRow],
     table: ScalingTable,
     data_dim: int = 1024,
-    parameterisation: str = "velocity",
+    parameterisation: str = TrainConfig.parameterisation,
 ) -> str:
     """The gate's table as Markdown, with a header line stating the rule it applied."""
     rule = (
@@ -146,7 +147,7 @@ def verify_params(
     out_md: str | Path | None = None,
     allow_off_ratio: bool = False,
     archs: list[str] | None = None,
-    parameterisation: str = "velocity",
+    parameterisation: str = TrainConfig.parameterisation,
 ) -> list[ParamRow]:
     """Count every arch x scale at data dimension ``data_dim``, write the CSV / Markdown table,
     and raise ParamGateError (whose message is the table) when a row is off, unless

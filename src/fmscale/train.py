@@ -243,7 +243,7 @@ def memory_estimate(
     data_dim: int,
     batch_size: int,
     n_train: int,
-    parameterisation: str = "velocity",
+    parameterisation: str = TrainConfig.parameterisation,
 ) -> dict[str, int | None]:
     """What training needs, in bytes, found without allocating (the model is built on ``meta``).
 
