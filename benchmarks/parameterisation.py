@@ -10,7 +10,7 @@ samples, midpoint, ``--nfe``) from the EMA weights. Cells run interleaved: the
 parameterisations of one (budget, n, arch) follow each other, so a noisy machine hits them
 alike. Prints and writes, after every cell, val_loss_ratio, variance_ratio, precision_pca,
 mmd2_pca, mode_kl and modes_covered beside the reference rows (real_holdout, gaussian_fit,
-memoriser) to ``parameterisation.csv`` / ``.md`` under ``--out``.
+memoriser) to ``<--name>.csv`` / ``.md`` under ``--out``.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--nfe", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
+    p.add_argument("--name", default="parameterisation", help="file stem of the report")
     return p.parse_args()
 
 
@@ -131,7 +132,7 @@ def main() -> None:
                         print(markdown_table([row], COLUMNS).splitlines()[-1], flush=True)
                         table = markdown_table(rows + refs, COLUMNS)
                         write_report(
-                            args.out / "parameterisation",
+                            args.out / args.name,
                             "Flow parameterisations per arch",
                             lines,
                             table,

@@ -20,6 +20,7 @@ import fmscale.train as train_mod
 from fmscale.checkpoint import CheckpointStore
 from fmscale.config import TrainConfig, from_section, read_yaml
 from fmscale.data import DataConfig, build_dataset
+from fmscale.flow import VelocityField
 from fmscale.models import create_model
 from fmscale.train import CannotWrite, CellSpec, OutOfMemory, Preempted, Trainer, train_cell
 
@@ -253,7 +254,9 @@ def test_read_only_results_folder_names_the_path(tmp_path, data):
 
 
 def _assert_names_the_size(message):
-    n_params = sum(p.numel() for p in create_model("mlp", "tiny", data_dim=64).parameters())
+    net = create_model("mlp", "tiny", data_dim=64)
+    field = VelocityField(net, TrainConfig().parameterisation, 64)
+    n_params = sum(p.numel() for p in field.parameters())
     assert f"{n_params:,} parameters" in message
     assert re.search(r"~\d+(\.\d+)? [kMGT]?B", message)
     assert "batch_size=64" in message and "64-dim" in message
