@@ -76,7 +76,8 @@ def reference_table(data, sizes: list[int], cfg: EvalConfig, pca) -> list[dict]:
         for name, metrics in reference_rows(data, n, cfg, pca).items():
             rows.append({"budget": "", "n": n, "arch": f"ref: {name}", "scale": ""})
             rows[-1]["parameterisation"] = ""
-            rows[-1].update(n_params=0, val_loss_ratio=float("nan"), train_s=0.0)
+            ratio = metrics.get("val_loss_ratio", float("nan"))
+            rows[-1].update(n_params=0, val_loss_ratio=ratio, train_s=0.0)
             rows[-1].update({k: metrics[k] for k in [*METRICS[1:], "modes_covered"]})
     return rows
 

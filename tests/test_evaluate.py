@@ -74,6 +74,19 @@ def test_reference_rows_order_as_expected(data, eval_cfg):
     assert holdout["modes_covered"] == holdout["modes_total"]
     assert gauss["precision_pca"] < holdout["precision_pca"]
     assert gauss["mode_kl"] > holdout["mode_kl"]
+    exact, flow = refs["exact_field"], refs["memoriser_flow"]
+    assert exact["val_loss_ratio"] < 0.5 < 1 < flow["val_loss_ratio"]
+    assert exact["memorised_fraction"] < 0.05
+    # At NFE 8 the memoriser's flow ends some samples between close rows, not on one.
+    assert flow["memorised_fraction"] > holdout["memorised_fraction"] + 0.3
+    assert exact["modes_covered"] == exact["modes_total"]
+
+
+def test_file_data_has_no_exact_field(data, eval_cfg):
+    from dataclasses import replace
+
+    refs = reference_rows(replace(data, mixture=None), 500, eval_cfg)
+    assert "exact_field" not in refs and "val_loss_ratio" in refs["memoriser_flow"]
 
 
 def test_synthetic_metrics_on_real_and_collapsed_samples(data):

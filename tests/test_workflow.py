@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from fmscale.study import REFERENCES
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Path(__file__).with_name("workflow_tiny.yaml")
 SNAKEMAKE = [
@@ -111,11 +113,7 @@ def test_end_to_end_then_regenerate_without_training(tmp_path):
     summary = pd.read_csv(results / "summary.csv")
     models = summary[summary.kind == "model"]
     assert len(models) == 8 and (models.status == "ok").all()
-    assert set(summary[summary.kind == "reference"].arch) == {
-        "real_holdout",
-        "gaussian_fit",
-        "memoriser",
-    }
+    assert set(summary[summary.kind == "reference"].arch) == set(REFERENCES)
     assert (models.val_loss_ratio < 1).all()
     assert "## mmd2_pca" in (results / "summary.md").read_text()
     assert len(list((results / "plots").glob("*.png"))) == 6

@@ -12,6 +12,7 @@ from torch import nn
 
 from .config import EvalConfig
 from .data import Dataset, Mixture
+from .exact_field import MixtureField
 from .files import atomic_write
 from .flow import build_field, cfm_loss, sample
 from .metrics import distribution_metrics, gaussian_fit_samples, pca_basis
@@ -81,6 +82,11 @@ def load_cell(
     return model.to(device).eval(), cell
 
 
+def device_of(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters (or, for a parameter-free field, its buffers) live."""
+    return next(iter([*model.parameters(), *model.buffers()])).device
+
+
 @torch.no_grad()
 def validation_loss(
     model: nn.Module, val: torch.Tensor, batch_size: int = 1000
@@ -89,7 +95,7 @@ def validation_loss(
     g = torch.Generator().manual_seed(VAL_NOISE_SEED)
     x0 = torch.randn(val.shape, generator=g)
     t = torch.rand(len(val), generator=g)
-    device = next(model.parameters()).device
+    device = device_of(model)
     total = 0.0
     for i in range(0, len(val), batch_size):
         sl = slice(i, i + batch_size)
@@ -104,7 +110,7 @@ def generate(
 ) -> torch.Tensor:
     """n samples from fixed noise (the same for every cell), on the CPU."""
     x0 = torch.randn(n, dim, generator=torch.Generator().manual_seed(SAMPLE_NOISE_SEED))
-    device = next(model.parameters()).device
+    device = device_of(model)
     out = [
         sample(model, x0[i : i + batch_size].to(device), nfe, solver).cpu()
         for i in range(0, n, batch_size)
@@ -163,7 +169,11 @@ def reference_rows(
 
     real_holdout: validation rows the training never saw (the floor a perfect model reaches
     at this sample size); gaussian_fit: samples of N(mean, cov) of the training rows;
-    memoriser: training rows drawn with replacement (a model that copies its data).
+    memoriser: training rows drawn with replacement (a model that copies its data);
+    memoriser_flow: the exact velocity field of the training rows, sampled like a model (what
+    a model of unlimited capacity trained to its optimum would do), with its val_loss_ratio;
+    exact_field (synthetic data): the generating mixture's exact field, whose val_loss_ratio
+    is the irreducible loss no model can beat.
     """
     train = data.train(n_train)
     pca = pca if pca is not None else pca_basis(data.train_pool, cfg.pca_dims)
@@ -174,7 +184,17 @@ def reference_rows(
         "gaussian_fit": gaussian_fit_samples(train, n, seed=cfg.seed),
         "memoriser": train[pick],
     }
-    return {name: score(s, data, train, cfg, pca) for name, s in candidates.items()}
+    rows = {name: score(s, data, train, cfg, pca) for name, s in candidates.items()}
+    fields = {"memoriser_flow": MixtureField.memoriser(train)}
+    if data.mixture is not None:
+        fields["exact_field"] = MixtureField.population(data)
+    for name, field in fields.items():
+        samples = generate(field, n, data.dim, max(cfg.nfe), cfg.solver, cfg.batch_size)
+        val_loss, zero_loss = validation_loss(field, data.val, cfg.batch_size)
+        rows[name] = {"val_loss_ratio": val_loss / zero_loss} | score(
+            samples, data, train, cfg, pca
+        )
+    return rows
 
 
 def evaluate_cell(

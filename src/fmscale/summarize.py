@@ -20,6 +20,7 @@ from .study import (
     CELL_PATTERN,
     HEADLINE_METRICS,
     PLOTS,
+    REFERENCES,
     cell_digest,
     cells,
     parse_cell_dir,
@@ -38,7 +39,6 @@ DIRECTION = {
     "memorised_fraction": "lower is better; the memoriser scores 1.0",
     "nn_train_test_ratio": "1.0 = generalises; near 0 = copies the training set",
 }
-REFERENCES = ("real_holdout", "gaussian_fit", "memoriser")
 COLUMNS = (
     "kind",
     "arch",
@@ -347,7 +347,10 @@ def summary_markdown(frame: pd.DataFrame, grid: dict[str, list]) -> str:
         "Metrics at the headline NFE, in standardised space; `_pca` = in the real data's top-k PCA "
         "space. Reference rows: `real_holdout` = held-out real data (the floor), `gaussian_fit` = "
         "samples of a Gaussian fitted to the training rows, `memoriser` = the training rows "
-        "themselves.",
+        "themselves, `memoriser_flow` = the exact velocity field of the training rows, sampled "
+        "like a model, `exact_field` (synthetic data) = the generating mixture's exact field: its "
+        "val_loss_ratio is the irreducible loss, and its samples show what the solver at the "
+        "headline NFE loses.",
     ]
     parts += _cell_list(
         models[models.status == "failed"],
