@@ -37,6 +37,8 @@ def test_metrics_json_has_every_metric_per_nfe_and_beats_v0(run, data, eval_cfg)
     assert on_disk["val_loss"] == result["val_loss"]
     assert result["val_loss"] < 0.8 * result["val_loss_zero_velocity"]
     assert abs(result["val_loss_zero_velocity"] - 2.0) < 0.2
+    gap = result["val_loss_ratio"] - result["train_loss_ratio"]
+    assert 0 < result["train_loss"] and result["gap_ratio"] == pytest.approx(gap)
     assert set(result["by_nfe"]) == {"2", "8"} and result["headline_nfe"] == 8
     for key in (
         "fd",

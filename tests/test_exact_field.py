@@ -8,7 +8,7 @@ import torch
 
 from fmscale.config import read_yaml
 from fmscale.data import DataConfig, build_dataset
-from fmscale.evaluate import validation_loss
+from fmscale.evaluate import training_loss, validation_loss
 from fmscale.exact_field import MixtureField
 from fmscale.flow import interpolate, sample
 
@@ -95,3 +95,11 @@ def test_floor_is_below_every_other_field(data):
     floor, zero = validation_loss(MixtureField.population(data), data.val)
     memoriser, _ = validation_loss(MixtureField.memoriser(data.train(500)), data.val)
     assert floor < 0.5 * zero < memoriser  # copying the training rows fails on new rows
+
+
+def test_memoriser_fits_its_training_rows_below_the_floor(data):
+    """The gap the study measures: the memoriser beats the irreducible loss on its own rows."""
+    train = data.train(100)  # fewer rows than pairs: each drawn again with new noise and time
+    floor, _ = validation_loss(MixtureField.population(data), data.val)
+    fitted, zero = training_loss(MixtureField.memoriser(train), train, len(data.val))
+    assert fitted < 0.8 * floor and abs(zero - 2.0) < 0.3

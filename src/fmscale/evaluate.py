@@ -88,20 +88,38 @@ def device_of(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
+def path_loss(
+    model: nn.Module, rows: torch.Tensor, n_pairs: int, batch_size: int = 1000
+) -> tuple[float, float]:
+    """The validation protocol on any rows: the CFM loss over ``n_pairs`` (row, noise, time)
+    triples, the rows cycled (each drawn again with new noise and time when fewer than
+    ``n_pairs``), noise and times fixed by ``VAL_NOISE_SEED``; and v = 0's loss on the same."""
+    g = torch.Generator().manual_seed(VAL_NOISE_SEED)
+    x0 = torch.randn(n_pairs, rows.shape[1], generator=g)
+    t = torch.rand(n_pairs, generator=g)
+    x1 = rows[torch.arange(n_pairs) % len(rows)]
+    device = device_of(model)
+    total = 0.0
+    for i in range(0, n_pairs, batch_size):
+        sl = slice(i, i + batch_size)
+        loss = cfm_loss(model, x0[sl].to(device), x1[sl].to(device), t[sl].to(device))
+        total += loss.item() * len(x1[sl])
+    return total / n_pairs, ((x1 - x0) ** 2).mean().item()
+
+
 def validation_loss(
     model: nn.Module, val: torch.Tensor, batch_size: int = 1000
 ) -> tuple[float, float]:
-    """CFM loss on the validation set with fixed noise and times, and v = 0's loss on the same."""
-    g = torch.Generator().manual_seed(VAL_NOISE_SEED)
-    x0 = torch.randn(val.shape, generator=g)
-    t = torch.rand(len(val), generator=g)
-    device = device_of(model)
-    total = 0.0
-    for i in range(0, len(val), batch_size):
-        sl = slice(i, i + batch_size)
-        loss = cfm_loss(model, x0[sl].to(device), val[sl].to(device), t[sl].to(device))
-        total += loss.item() * len(val[sl])
-    return total / len(val), ((val - x0) ** 2).mean().item()
+    """CFM loss on the validation rows with fixed noise and times, and v = 0's loss on the same."""
+    return path_loss(model, val, len(val), batch_size)
+
+
+def training_loss(
+    model: nn.Module, train: torch.Tensor, n_val: int, batch_size: int = 1000
+) -> tuple[float, float]:
+    """The validation protocol on the cell's training rows: the same ``n_val`` noise and time
+    draws, so val_loss - train_loss is the generalisation gap, not sampling noise."""
+    return path_loss(model, train, n_val, batch_size)
 
 
 @torch.no_grad()
@@ -224,6 +242,7 @@ def evaluate_cell(
     pca = pca_basis(data.train_pool, cfg.pca_dims)
     n = min(cfg.n_samples, len(data.test))
     val_loss, zero_loss = validation_loss(model, data.val, cfg.batch_size)
+    train_loss, train_zero = training_loss(model, train, len(data.val), cfg.batch_size)
     by_nfe = {}
     for nfe in sorted(cfg.nfe):
         samples = generate(model, n, data.dim, nfe, cfg.solver, cfg.batch_size)
@@ -235,6 +254,9 @@ def evaluate_cell(
         "val_loss": val_loss,
         "val_loss_zero_velocity": zero_loss,
         "val_loss_ratio": val_loss / zero_loss,
+        "train_loss": train_loss,
+        "train_loss_ratio": train_loss / train_zero,
+        "gap_ratio": val_loss / zero_loss - train_loss / train_zero,
         "solver": cfg.solver,
         "headline_nfe": int(headline),
         "n_samples": n,

@@ -24,6 +24,7 @@ CELL_LOG_NAME = "{arch}_{scale}_n{n_train}_seed{seed}"
 """A cell's name in per-job logs and benchmarks (``logs/<rule>/<name>.log``)."""
 HEADLINE_METRICS = [
     "val_loss_ratio",
+    "gap_ratio",
     "mmd2_pca",
     "precision_pca",
     "recall_pca",

@@ -28,6 +28,7 @@ from .study import (
 
 DIRECTION = {
     "val_loss_ratio": "lower is better; 1.0 = the v = 0 baseline",
+    "gap_ratio": "val_loss_ratio - train_loss_ratio; > 0 = fits its training rows better",
     "mmd2_pca": "lower is better; real_holdout is the floor",
     "precision_pca": "higher is better (k-NN, Naeem et al. 2020)",
     "recall_pca": "higher is better",
@@ -55,6 +56,9 @@ COLUMNS = (
     "val_loss",
     "val_loss_zero_velocity",
     "val_loss_ratio",
+    "train_loss",
+    "train_loss_ratio",
+    "gap_ratio",
     "headline_nfe",
 )
 """Leading columns of summary.csv; the metrics follow, every one of HEADLINE_METRICS always."""
@@ -67,6 +71,8 @@ TRAIN_FIELDS = {
 }
 """cell.json key -> summary column."""
 METRIC_FIELDS = ("val_loss", "val_loss_zero_velocity", "val_loss_ratio", "headline_nfe", "metrics")
+GAP_FIELDS = ("train_loss", "train_loss_ratio", "gap_ratio")
+"""metrics.json keys of the generalisation gap (absent from cells evaluated before it)."""
 
 
 class ResultsError(ValueError):
@@ -168,7 +174,8 @@ def _metrics(folder: Path) -> dict[str, Any] | None:
 
 def _metric_columns(m: dict[str, Any]) -> dict[str, Any]:
     """The summary columns of a checked metrics.json: losses, headline NFE, its metrics."""
-    return {key: m[key] for key in METRIC_FIELDS if key != "metrics"} | m["metrics"]
+    losses = {key: m[key] for key in (*METRIC_FIELDS, *GAP_FIELDS) if key in m}
+    return {key: value for key, value in losses.items() if key != "metrics"} | m["metrics"]
 
 
 def _cell_row(results: Path, cell: dict[str, Any]) -> dict[str, Any]:
