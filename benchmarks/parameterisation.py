@@ -39,6 +39,7 @@ COLUMNS = {
     "parameterisation": ("parameterisation", "{}"),
     "params": ("n_params", "{:,}"),
     "val_loss_ratio": ("val_loss_ratio", "{:.3f}"),
+    "gap_ratio": ("gap_ratio", "{:.3f}"),
     "variance_ratio": ("variance_ratio", "{:.3f}"),
     "precision_pca": ("precision_pca", "{:.3f}"),
     "mmd2_pca": ("mmd2_pca", "{:.4f}"),
@@ -77,7 +78,7 @@ def reference_table(data, sizes: list[int], cfg: EvalConfig, pca) -> list[dict]:
             rows.append({"budget": "", "n": n, "arch": f"ref: {name}", "scale": ""})
             rows[-1]["parameterisation"] = ""
             ratio = metrics.get("val_loss_ratio", float("nan"))
-            rows[-1].update(n_params=0, val_loss_ratio=ratio, train_s=0.0)
+            rows[-1].update(n_params=0, val_loss_ratio=ratio, gap_ratio=float("nan"), train_s=0.0)
             rows[-1].update({k: metrics[k] for k in [*METRICS[1:], "modes_covered"]})
     return rows
 
@@ -126,6 +127,7 @@ def main() -> None:
                             "parameterisation": parameterisation,
                             "n_params": cell["n_params"],
                             "val_loss_ratio": result["val_loss_ratio"],
+                            "gap_ratio": result["gap_ratio"],
                             **{k: result["metrics"][k] for k in [*METRICS[1:], "modes_covered"]},
                             "train_s": train_s,
                         }

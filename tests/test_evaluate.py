@@ -7,7 +7,15 @@ import pytest
 
 from fmscale.config import EvalConfig, TrainConfig, from_section, read_yaml
 from fmscale.data import DataConfig, build_dataset
-from fmscale.evaluate import CellError, evaluate_cell, reference_rows, synthetic_metrics
+from fmscale.evaluate import (
+    CellError,
+    evaluate_cell,
+    load_cell,
+    reference_rows,
+    synthetic_metrics,
+    training_loss,
+    validation_loss,
+)
 from fmscale.train import CellSpec, train_cell
 
 SETTINGS = read_yaml(Path(__file__).with_name("tiny_config.yaml"))
@@ -37,8 +45,8 @@ def test_metrics_json_has_every_metric_per_nfe_and_beats_v0(run, data, eval_cfg)
     assert on_disk["val_loss"] == result["val_loss"]
     assert result["val_loss"] < 0.8 * result["val_loss_zero_velocity"]
     assert abs(result["val_loss_zero_velocity"] - 2.0) < 0.2
-    gap = result["val_loss_ratio"] - result["train_loss_ratio"]
-    assert 0 < result["train_loss"] and result["gap_ratio"] == pytest.approx(gap)
+    assert result["gap"] == pytest.approx(result["val_loss"] - result["train_loss"])
+    assert result["gap_ratio"] == pytest.approx(result["val_loss"] / result["train_loss"])
     assert set(result["by_nfe"]) == {"2", "8"} and result["headline_nfe"] == 8
     for key in (
         "fd",
@@ -62,6 +70,11 @@ def test_metrics_json_has_every_metric_per_nfe_and_beats_v0(run, data, eval_cfg)
         assert key in result["metrics"], key
 
 
+def test_train_loss_is_val_loss_when_the_rows_are_the_validation_rows(run, data):
+    model, _ = load_cell(run)
+    assert training_loss(model, data.val, len(data.val)) == validation_loss(model, data.val)
+
+
 def test_evaluation_is_deterministic(run, data, eval_cfg, tmp_path):
     a = evaluate_cell(run, data, eval_cfg, device="cpu", out=tmp_path / "a.json")
     b = evaluate_cell(run, data, eval_cfg, device="cpu", out=tmp_path / "b.json")
@@ -76,7 +89,7 @@ def test_reference_rows_order_as_expected(data, eval_cfg):
     assert holdout["modes_covered"] == holdout["modes_total"]
     assert gauss["precision_pca"] < holdout["precision_pca"]
     assert gauss["mode_kl"] > holdout["mode_kl"]
-    exact, flow = refs["exact_field"], refs["memoriser_flow"]
+    exact, flow = refs["exact_field"], refs["empirical_flow"]
     assert exact["val_loss_ratio"] < 0.5 < 1 < flow["val_loss_ratio"]
     assert exact["memorised_fraction"] < 0.05
     # At NFE 8 the memoriser's flow ends some samples between close rows, not on one.
@@ -88,7 +101,7 @@ def test_file_data_has_no_exact_field(data, eval_cfg):
     from dataclasses import replace
 
     refs = reference_rows(replace(data, mixture=None), 500, eval_cfg)
-    assert "exact_field" not in refs and "val_loss_ratio" in refs["memoriser_flow"]
+    assert "exact_field" not in refs and "val_loss_ratio" in refs["empirical_flow"]
 
 
 def test_synthetic_metrics_on_real_and_collapsed_samples(data):

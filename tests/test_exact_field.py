@@ -66,7 +66,7 @@ def test_only_the_exact_field_is_the_conditional_mean_of_the_path_velocity(shift
         assert z.abs().max() > 10, z
 
 
-def test_memoriser_flow_lands_on_its_training_rows():
+def test_empirical_flow_lands_on_its_training_rows():
     train = torch.randn(20, 8, generator=torch.Generator().manual_seed(2))
     field = MixtureField.memoriser(train)
     x0 = torch.randn(200, 8, generator=torch.Generator().manual_seed(3))

@@ -188,7 +188,7 @@ def reference_rows(
     real_holdout: validation rows the training never saw (the floor a perfect model reaches
     at this sample size); gaussian_fit: samples of N(mean, cov) of the training rows;
     memoriser: training rows drawn with replacement (a model that copies its data);
-    memoriser_flow: the exact velocity field of the training rows, sampled like a model (what
+    empirical_flow: the exact velocity field of the training rows, sampled like a model (what
     a model of unlimited capacity trained to its optimum would do), with its val_loss_ratio;
     exact_field (synthetic data): the generating mixture's exact field, whose val_loss_ratio
     is the irreducible loss no model can beat.
@@ -203,7 +203,7 @@ def reference_rows(
         "memoriser": train[pick],
     }
     rows = {name: score(s, data, train, cfg, pca) for name, s in candidates.items()}
-    fields = {"memoriser_flow": MixtureField.memoriser(train)}
+    fields = {"empirical_flow": MixtureField.memoriser(train)}
     if data.mixture is not None:
         fields["exact_field"] = MixtureField.population(data)
     for name, field in fields.items():
@@ -256,7 +256,8 @@ def evaluate_cell(
         "val_loss_ratio": val_loss / zero_loss,
         "train_loss": train_loss,
         "train_loss_ratio": train_loss / train_zero,
-        "gap_ratio": val_loss / zero_loss - train_loss / train_zero,
+        "gap": val_loss - train_loss,
+        "gap_ratio": val_loss / train_loss,
         "solver": cfg.solver,
         "headline_nfe": int(headline),
         "n_samples": n,

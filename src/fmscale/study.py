@@ -16,7 +16,7 @@ from .config import ConfigError, StudyConfig, from_section
 from .models.scaling import load_table
 
 CELL_KEYS = ("arch", "scale", "n_train", "seed")
-REFERENCES = ("real_holdout", "gaussian_fit", "memoriser", "memoriser_flow", "exact_field")
+REFERENCES = ("real_holdout", "gaussian_fit", "memoriser", "empirical_flow", "exact_field")
 """The reference rows a model's metrics are read against (``exact_field``: synthetic data only)."""
 CELL_PATTERN = "runs/{arch}/{scale}/n{n_train}/seed{seed}"
 """A cell's run folder under the results folder."""

@@ -28,7 +28,7 @@ from .study import (
 
 DIRECTION = {
     "val_loss_ratio": "lower is better; 1.0 = the v = 0 baseline",
-    "gap_ratio": "val_loss_ratio - train_loss_ratio; > 0 = fits its training rows better",
+    "gap_ratio": "val_loss / train_loss; 1.0 = generalises, > 1 = fits its training rows better",
     "mmd2_pca": "lower is better; real_holdout is the floor",
     "precision_pca": "higher is better (k-NN, Naeem et al. 2020)",
     "recall_pca": "higher is better",
@@ -58,6 +58,7 @@ COLUMNS = (
     "val_loss_ratio",
     "train_loss",
     "train_loss_ratio",
+    "gap",
     "gap_ratio",
     "headline_nfe",
 )
@@ -71,7 +72,7 @@ TRAIN_FIELDS = {
 }
 """cell.json key -> summary column."""
 METRIC_FIELDS = ("val_loss", "val_loss_zero_velocity", "val_loss_ratio", "headline_nfe", "metrics")
-GAP_FIELDS = ("train_loss", "train_loss_ratio", "gap_ratio")
+GAP_FIELDS = ("train_loss", "train_loss_ratio", "gap", "gap_ratio")
 """metrics.json keys of the generalisation gap (absent from cells evaluated before it)."""
 
 
@@ -354,7 +355,7 @@ def summary_markdown(frame: pd.DataFrame, grid: dict[str, list]) -> str:
         "Metrics at the headline NFE, in standardised space; `_pca` = in the real data's top-k PCA "
         "space. Reference rows: `real_holdout` = held-out real data (the floor), `gaussian_fit` = "
         "samples of a Gaussian fitted to the training rows, `memoriser` = the training rows "
-        "themselves, `memoriser_flow` = the exact velocity field of the training rows, sampled "
+        "themselves, `empirical_flow` = the exact velocity field of the training rows, sampled "
         "like a model, `exact_field` (synthetic data) = the generating mixture's exact field: its "
         "val_loss_ratio is the irreducible loss, and its samples show what the solver at the "
         "headline NFE loses.",
