@@ -132,3 +132,15 @@ def test_cell_names_round_trip():
         assert CELL_LOG_NAME.format(**cell) == "{arch}_{scale}_n{n_train}_seed{seed}".format(**cell)
     assert parse_cell_dir("runs/mlp/tiny/nX/seed0") is None
     assert parse_cell_dir("runs/mlp/tiny/n8/seed0/ckpt") is None
+
+
+def test_budget_is_steps_or_epochs_never_both():
+    assert TrainConfig().for_rows(10).steps == TrainConfig.DEFAULT_STEPS
+    assert TrainConfig(steps=7).for_rows(10_000).steps == 7
+    assert TrainConfig(epochs=2.5, batch_size=64).for_rows(100).steps == 4  # ceil(250 / 64)
+    assert TrainConfig(epochs=0.001, batch_size=64).for_rows(100).steps == 1
+    with pytest.raises(ConfigError, match=r"train.steps=5 and train.epochs=2.0 are both set"):
+        from_section(TrainConfig, {"steps": 5, "epochs": 2.0}, "train")
+    with pytest.raises(ConfigError, match=r"train.epochs=0.0 must be > 0"):
+        from_section(TrainConfig, {"epochs": 0.0}, "train")
+    assert from_section(TrainConfig, {"steps": None, "epochs": 2}, "train").epochs == 2

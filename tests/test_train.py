@@ -50,6 +50,24 @@ def test_training_learns_and_writes_its_outputs(tmp_path, data):
     ):
         assert cell[key] is not None or key == "git_revision", key
     assert json.loads((tmp_path / "cell.json").read_text())["steps"] == 150
+    assert cell["samples_seen"] == 150 * 64 and cell["epochs"] == pytest.approx(150 * 64 / 500)
+    # An MLP step costs ~6 FLOPs per parameter per row (2 forward, 4 backward), sampling ~2.
+    per_step = 6 * cell["n_params"] * 64
+    assert 0.8 < cell["train_flops"] / (150 * per_step) < 1.1
+    assert 0.8 < cell["sampling_flops_per_sample_per_nfe"] / (2 * cell["n_params"]) < 1.1
+    assert cell["flops_estimated_part"] is None
+
+
+def test_an_epoch_budget_trains_each_cell_its_own_passes(tmp_path, data):
+    cell = train_cell(
+        CellSpec("mlp", "tiny", 100, 0),
+        data,
+        cfg(steps=None, epochs=3, ckpt_every=5),
+        tmp_path,
+        progress=False,
+    )
+    assert cell["steps"] == 5 and cell["train"]["steps"] == 5  # ceil(3 x 100 / 64)
+    assert cell["train"]["epochs"] == 3 and cell["epochs"] == pytest.approx(5 * 64 / 100)
 
 
 def _state_keys():

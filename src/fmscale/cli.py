@@ -99,6 +99,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.ot:
         flags["ot_pairing"] = True
     settings["train"].update({k: v for k, v in flags.items() if v is not None})
+    if args.steps is not None or args.epochs is not None:  # a budget flag replaces the config's
+        settings["train"].update(steps=args.steps, epochs=args.epochs)
     cfg = from_section(TrainConfig, settings["train"], "train")
     data = _dataset(args, settings["data"], args.n_train)
     if args.data:
@@ -251,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", help="scaling table YAML (default: packaged)")
     p.add_argument("--out", required=True, help="run folder (checkpoints in <out>/ckpt)")
     _add_data_flags(p)
-    p.add_argument("--steps", type=_count(1))
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=_count(1), help="budget: optimizer steps")
+    budget.add_argument("--epochs", type=float, help="budget: passes over the cell's rows")
     p.add_argument("--batch-size", type=_count(1))
     p.add_argument("--lr", type=float)
     p.add_argument("--ckpt-every", type=_count(1))

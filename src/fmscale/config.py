@@ -15,7 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
@@ -100,9 +100,17 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One cell's optimisation: a budget in steps, AdamW with warm-up + cosine, EMA with warm-up."""
+    """One cell's optimisation: a budget, AdamW with warm-up + cosine, EMA with warm-up.
 
-    steps: int = 3000
+    The budget is ``steps`` (every cell the same number of updates: an iso-step study) or
+    ``epochs`` (every cell the same passes over its own rows: an iso-epoch study), at most one
+    of them; ``DEFAULT_STEPS`` when neither is set. ``for_rows`` resolves it for a cell.
+    """
+
+    DEFAULT_STEPS: ClassVar[int] = 3000
+
+    steps: int | None = None
+    epochs: float | None = None
     batch_size: int = 256
     parameterisation: str = "skip_scalar"  # chosen by benchmarks/parameterisation.py
     lr: float = 1e-3
@@ -122,7 +130,17 @@ class TrainConfig:
     compile: bool = False
 
     def check(self) -> None:
-        _at_least(self, "train", 1, "steps", "batch_size", "ckpt_every", "keep_ckpts", "log_every")
+        _at_least(self, "train", 1, "batch_size", "ckpt_every", "keep_ckpts", "log_every")
+        if self.steps is not None and self.epochs is not None:
+            raise ConfigError(
+                f"train.steps={self.steps} and train.epochs={self.epochs} are both set; give "
+                "exactly one (steps: the same updates per cell; epochs: the same passes over each "
+                "cell's rows) and set the other to null"
+            )
+        if self.steps is not None:
+            _at_least(self, "train", 1, "steps")
+        if self.epochs is not None and not self.epochs > 0:
+            raise ConfigError(f"train.epochs={self.epochs} must be > 0")
         if not 0 <= self.warmup_frac < 1:
             raise ConfigError(f"train.warmup_frac={self.warmup_frac} must be in [0, 1)")
         if not 0 <= self.min_lr_frac <= 1:
@@ -138,6 +156,15 @@ class TrainConfig:
             )
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise ConfigError(f"train.device={self.device!r}; use auto, cpu, cuda, cuda:N or mps")
+
+    def for_rows(self, n_train: int) -> TrainConfig:
+        """This config with ``steps`` resolved for a cell of ``n_train`` rows:
+        ceil(epochs x n_train / batch_size) on the epoch axis."""
+        if self.epochs is not None:
+            return dataclasses.replace(
+                self, steps=max(1, math.ceil(self.epochs * n_train / self.batch_size))
+            )
+        return dataclasses.replace(self, steps=self.steps or self.DEFAULT_STEPS)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,10 @@ COLUMNS = (
     "seed",
     "n_params",
     "steps",
+    "epochs",
+    "samples_seen",
+    "train_flops",
+    "sampling_flops_per_sample_per_nfe",
     "train_time_s",
     "steps_per_s",
     "device",
@@ -71,6 +75,8 @@ TRAIN_FIELDS = {
     "device": "device",
 }
 """cell.json key -> summary column."""
+BUDGET_FIELDS = ("epochs", "samples_seen", "train_flops", "sampling_flops_per_sample_per_nfe")
+"""cell.json keys of the budget and compute (absent from cells trained before them)."""
 METRIC_FIELDS = ("val_loss", "val_loss_zero_velocity", "val_loss_ratio", "headline_nfe", "metrics")
 GAP_FIELDS = ("train_loss", "train_loss_ratio", "gap", "gap_ratio")
 """metrics.json keys of the generalisation gap (absent from cells evaluated before it)."""
@@ -157,6 +163,7 @@ def _train_columns(folder: Path) -> tuple[dict[str, Any], str | None]:
     info, raw = found
     _require(info, TRAIN_FIELDS, path)
     columns = {column: info[key] for key, column in TRAIN_FIELDS.items()}
+    columns |= {key: info[key] for key in BUDGET_FIELDS if key in info}
     return columns, cell_digest(raw)
 
 

@@ -36,6 +36,7 @@ from .checkpoint import CheckpointStore
 from .config import TrainConfig
 from .data import Dataset
 from .files import atomic_write
+from .flops import count_flops
 from .flow import build_field, cfm_loss, ot_pair
 from .models import resolve_row
 
@@ -316,6 +317,7 @@ class Trainer:
     """Everything one cell's training holds; ``run`` trains to ``cfg.steps`` from where it is."""
 
     def __init__(self, spec: CellSpec, data: Dataset, cfg: TrainConfig, out: Path):
+        cfg = cfg.for_rows(spec.n_train)  # the budget in steps for this cell's rows
         self.spec, self.cfg, self.out = spec, cfg, Path(out)
         self.device = pick_device(cfg.device)
         cuda = self.device.type == "cuda"
@@ -359,7 +361,7 @@ class Trainer:
         train = {
             k: v
             for k, v in dataclasses.asdict(self.cfg).items()
-            if k not in ("ckpt_every", "keep_ckpts", "log_every", "device")
+            if k not in ("ckpt_every", "keep_ckpts", "log_every", "device", "epochs")
         }
         return {
             "arch": self.spec.arch,
@@ -700,8 +702,14 @@ def train_cell(
 def _cell_record(
     trainer: Trainer, data: Dataset, extra_config: dict[str, Any] | None, resumed_from: int
 ) -> dict[str, Any]:
-    """What ``cell.json`` says about a finished cell."""
-    spec = trainer.spec
+    """What ``cell.json`` says about a finished cell: what it is, what it cost, where it ran.
+
+    ``epochs`` and ``samples_seen`` are what the steps gave this cell's rows (for an iso-step
+    study they differ across n_train); ``train_flops`` counts every step (see ``flops.py``).
+    """
+    spec, cfg = trainer.spec, trainer.cfg
+    flops = count_flops(trainer.model, data.dim, cfg.batch_size)
+    samples_seen = trainer.step * cfg.batch_size
     return {
         "arch": spec.arch,
         "scale": spec.scale,
@@ -716,6 +724,11 @@ def _cell_record(
         "train": dataclasses.asdict(trainer.cfg),
         "config": extra_config or {},
         "steps": trainer.step,
+        "epochs": round(samples_seen / spec.n_train, 4),
+        "samples_seen": samples_seen,
+        "train_flops": flops["train_flops_per_step"] * trainer.step,
+        "sampling_flops_per_sample_per_nfe": flops["sampling_flops_per_sample_per_nfe"],
+        "flops_estimated_part": flops["flops_estimated_part"],
         "resumed_from_step": resumed_from,
         "restarted_from_stale": trainer.restarted_from_stale,
         "wall_time_s": round(trainer.wall_time, 3),
