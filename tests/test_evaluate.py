@@ -97,6 +97,26 @@ def test_reference_rows_order_as_expected(data, eval_cfg):
     assert exact["modes_covered"] == exact["modes_total"]
 
 
+def test_empirical_flow_is_scored_as_memorised(data, eval_cfg):
+    """The memorisation criterion sees a perfect memoriser. At NFE 8 the flow's last
+    evaluation (t = 7/8) cannot yet tell the tiny data's close rows apart (0.62 at n = 500);
+    from NFE 16 on it lands on them."""
+    from dataclasses import replace
+
+    flow = reference_rows(data, 500, replace(eval_cfg, nfe=(16,)))["empirical_flow"]
+    assert flow["memorised_fraction"] >= 0.95 and flow["nn_train_test_ratio"] < 0.01
+
+
+def test_empirical_flow_above_its_cap_is_skipped_with_the_reason(data, eval_cfg):
+    from dataclasses import replace
+
+    refs = reference_rows(data, 500, replace(eval_cfg, empirical_flow_max_n=499))
+    assert refs["empirical_flow"] == {
+        "skipped": "n_train=500 is above evaluate.empirical_flow_max_n=499 (each velocity "
+        "evaluation costs n_train x D per sample)"
+    }
+
+
 def test_file_data_has_no_exact_field(data, eval_cfg):
     from dataclasses import replace
 

@@ -264,3 +264,17 @@ def test_seeds_print_as_integers(tmp_path, no_plots):
     assert [r["seed"] for r in rows if r["kind"] == "model"] == ["0", "1"]
     assert {r["seed"] for r in rows if r["kind"] == "reference"} == {""}
     assert "| mlp | tiny | 100 | 1 | not run |" in (tmp_path / "summary.md").read_text()
+
+
+def test_a_reference_row_skipped_by_its_cap_says_why(tmp_path):
+    from fmscale.summarize import summary_markdown
+
+    refs = {"real_holdout": {"mmd2_pca": 0.001}, "empirical_flow": {"skipped": "n_train=9 cap"}}
+    (tmp_path / "references").mkdir()
+    (tmp_path / "references" / "n9.json").write_text(json.dumps({"references": refs}))
+    grid = {"archs": ["mlp"], "scales": ["tiny"], "n_train": [9], "seeds": [0]}
+    frame = collect(tmp_path, grid)
+    row = frame[frame.arch == "empirical_flow"].iloc[0]
+    assert row.status == "skipped" and row.error == "n_train=9 cap"
+    text = summary_markdown(frame, grid)
+    assert "## Skipped reference rows" in text and "Missing reference rows" not in text

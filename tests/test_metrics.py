@@ -227,6 +227,7 @@ def test_distribution_metrics_is_deterministic_and_complete():
     assert first == second
     space = ["fd", "mmd2", "precision", "recall", "density", "coverage", "one_nn_acc", "sw2"]
     extra = ["variance_ratio", "memorised_fraction", "nn_train_test_ratio"]
+    extra += ["memorised_fraction_pca", "nn_train_test_ratio_pca"]
     assert list(first) == space + [f"{name}_pca" for name in space] + extra
     assert all(math.isfinite(v) for v in first.values())
     # 1-NN and SW2 use the first min(sizes) rows of each set.

@@ -203,7 +203,14 @@ def reference_rows(
         "memoriser": train[pick],
     }
     rows = {name: score(s, data, train, cfg, pca) for name, s in candidates.items()}
-    fields = {"empirical_flow": MixtureField.memoriser(train)}
+    fields = {}
+    if n_train <= cfg.empirical_flow_max_n:
+        fields["empirical_flow"] = MixtureField.memoriser(train)
+    else:
+        rows["empirical_flow"] = {
+            "skipped": f"n_train={n_train} is above evaluate.empirical_flow_max_n="
+            f"{cfg.empirical_flow_max_n} (each velocity evaluation costs n_train x D per sample)"
+        }
     if data.mixture is not None:
         fields["exact_field"] = MixtureField.population(data)
     for name, field in fields.items():

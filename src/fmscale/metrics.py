@@ -275,11 +275,14 @@ def distribution_metrics(
 
     Keys: fd, mmd2, precision, recall, density, coverage, one_nn_acc, sw2 in the full space; the
     same with suffix _pca after `project(., pca)`; variance_ratio; and memorised_fraction,
-    nn_train_test_ratio from `memorisation(samples, train, real)` in the full space.
+    nn_train_test_ratio from `memorisation(samples, train, real)` in the full space (the
+    headline: a copy reproduces the whole vector) and, suffixed _pca, in the PCA space.
     """
     out = _space_metrics(samples, real, k, seed)
     projected = _space_metrics(project(samples, pca), project(real, pca), k, seed)
     out.update({f"{name}_pca": value for name, value in projected.items()})
     out["variance_ratio"] = variance_ratio(samples, real)
     out.update(memorisation(samples, train, real))
+    in_pca = memorisation(project(samples, pca), project(train, pca), project(real, pca))
+    out.update({f"{name}_pca": value for name, value in in_pca.items()})
     return out

@@ -223,7 +223,14 @@ def _reference_rows(results: Path, n_train: int) -> list[dict[str, Any]]:
         return [
             {**base, "arch": name, "status": "missing", "error": str(exc)} for name in REFERENCES
         ]
-    return [{**base, "arch": name, "status": "ok", **metrics} for name, metrics in refs.items()]
+    return [_reference_row(base, name, metrics) for name, metrics in refs.items()]
+
+
+def _reference_row(base: dict[str, Any], name: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """One reference row: its metrics, or status "skipped" and the reason evaluate gave."""
+    if "skipped" in metrics:
+        return {**base, "arch": name, "status": "skipped", "error": metrics["skipped"]}
+    return {**base, "arch": name, "status": "ok", **metrics}
 
 
 def discover_grid(results: Path) -> dict[str, list]:
@@ -300,11 +307,17 @@ def pivot(frame: pd.DataFrame, metric: str, grid: dict[str, list]) -> pd.DataFra
         part = refs[refs.arch == name]
         if part[metric].notna().any():
             out[f"ref: {name}"] = {
-                n: _fmt(part[part.n_train == n][metric], "missing") for n in grid["n_train"]
+                n: _fmt(part[part.n_train == n][metric], _absent(part[part.n_train == n]))
+                for n in grid["n_train"]
             }
     table = pd.DataFrame.from_dict(out, orient="index")
     table.columns = [f"n={n}" for n in table.columns]
     return table
+
+
+def _absent(rows: pd.DataFrame) -> str:
+    """What a reference table cell without a value says: skipped (by design) or missing."""
+    return "skipped" if (rows.status == "skipped").any() else "missing"
 
 
 def _markdown_table(table: pd.DataFrame, corner: str) -> str:
@@ -333,7 +346,7 @@ def _cell_list(listed: pd.DataFrame, title: str, note: str) -> list[str]:
 
 def _missing_references(refs: pd.DataFrame) -> list[str]:
     """A section naming each n_train whose reference rows are missing; none if all are there."""
-    missing = refs[refs.status != "ok"].drop_duplicates("n_train")
+    missing = refs[refs.status == "missing"].drop_duplicates("n_train")
     if missing.empty:
         return []
     rows = [f"| {r.n_train} | {_md_cell(r.error)} |" for r in missing.itertuples()]
@@ -348,6 +361,16 @@ def _missing_references(refs: pd.DataFrame) -> list[str]:
         "|---:|---|",
         *rows,
     ]
+
+
+def _skipped_references(refs: pd.DataFrame) -> list[str]:
+    """A section naming the reference rows skipped by design (cost caps), with the reason."""
+    skipped = refs[refs.status == "skipped"]
+    if skipped.empty:
+        return []
+    rows = [f"| {r.arch} | {r.n_train} | {_md_cell(r.error)} |" for r in skipped.itertuples()]
+    head = ["", "## Skipped reference rows", "", "| reference | n_train | reason |"]
+    return [*head, "|---|---:|---|", *rows]
 
 
 def summary_markdown(frame: pd.DataFrame, grid: dict[str, list]) -> str:
@@ -380,6 +403,7 @@ def summary_markdown(frame: pd.DataFrame, grid: dict[str, list]) -> str:
         "since), so the tables leave it out (`STALE`); rerun Snakemake to retrain or re-evaluate.",
     )
     parts += _missing_references(frame[frame.kind == "reference"])
+    parts += _skipped_references(frame[frame.kind == "reference"])
     for metric in HEADLINE_METRICS:
         if not frame[metric].notna().any():
             continue
