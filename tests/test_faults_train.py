@@ -60,6 +60,11 @@ def log_rows(run):
         return [{k: v for k, v in row.items() if k != "steps_per_s"} for row in csv.DictReader(f)]
 
 
+def trajectory_rows(run):
+    with (Path(run) / "trajectory.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
 def assert_same_weights(a, b):
     wa, wb = load_file(Path(a) / "model.safetensors"), load_file(Path(b) / "model.safetensors")
     assert wa.keys() == wb.keys()
@@ -125,6 +130,7 @@ def test_sigterm_off_a_log_boundary_then_resume_gives_the_uninterrupted_log(
     (tmp_path / "train_log.csv").unlink(missing_ok=True)  # as --rerun-incomplete does
     assert train(tmp_path, data, steps=100)["resumed_from_step"] == 37
     assert log_rows(tmp_path) == log_rows(full_run)
+    assert trajectory_rows(tmp_path) == trajectory_rows(full_run)
     assert_same_weights(tmp_path, full_run)
 
 
@@ -145,6 +151,20 @@ def test_crash_after_rows_past_the_checkpoint_then_resume_gives_the_uninterrupte
     (tmp_path / "train_log.csv").unlink(missing_ok=True)
     assert train(tmp_path, data, steps=100)["resumed_from_step"] == 50
     assert log_rows(tmp_path) == log_rows(full_run)
+
+
+def test_a_snapshot_past_the_checkpoint_is_scored_again_on_resume(tmp_path, data, monkeypatch):
+    """Snapshots at 2, 4, 8, 15, 30, 60, 120; checkpoints at 50, 100; a crash at 80."""
+    uninterrupted = train(tmp_path / "full", data, steps=120)
+    with monkeypatch.context() as m:
+        after_step(m, 80, lambda: (_ for _ in ()).throw(_Crash()))
+        with pytest.raises(_Crash):
+            train(tmp_path / "run", data, steps=120)
+    live = trajectory_rows(tmp_path / "run" / "ckpt")
+    assert [row["step"] for row in live] == ["2", "4", "8", "15", "30", "60"]
+    assert train(tmp_path / "run", data, steps=120)["resumed_from_step"] == 50
+    assert trajectory_rows(tmp_path / "run") == trajectory_rows(tmp_path / "full")
+    assert uninterrupted["steps"] == 120
 
 
 # 3. Two processes on one --out.

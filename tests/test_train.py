@@ -1,5 +1,6 @@
 """Training one cell: learning, outputs, checkpoints, exact resume after SIGKILL, signals, NaN."""
 
+import csv
 import json
 import logging
 import signal
@@ -56,6 +57,10 @@ def test_training_learns_and_writes_its_outputs(tmp_path, data):
     assert 0.8 < cell["train_flops"] / (150 * per_step) < 1.1
     assert 0.8 < cell["sampling_flops_per_sample_per_nfe"] / (2 * cell["n_params"]) < 1.1
     assert cell["flops_estimated_part"] is None
+    with (tmp_path / "trajectory.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [2, 5, 9, 19, 38, 75, 150]  # 150 / 2^k
+    assert float(rows[-1]["val_loss"]) < float(rows[0]["val_loss"])
 
 
 def test_an_epoch_budget_trains_each_cell_its_own_passes(tmp_path, data):

@@ -123,6 +123,9 @@ class TrainConfig:
     ckpt_every: int = 500
     keep_ckpts: int = 2
     log_every: int = 50
+    trajectory_points: int = 7  # snapshots at steps, steps/2, ..., steps/2^(points-1); 0: none
+    trajectory_samples: int = 200
+    trajectory_nfe: int = 8
     device: str = "auto"
     bf16: bool = True
     tf32: bool = True
@@ -131,6 +134,12 @@ class TrainConfig:
 
     def check(self) -> None:
         _at_least(self, "train", 1, "batch_size", "ckpt_every", "keep_ckpts", "log_every")
+        _at_least(self, "train", 0, "trajectory_points")
+        _at_least(self, "train", 2, "trajectory_samples", "trajectory_nfe")
+        if self.trajectory_nfe % 2:
+            raise ConfigError(
+                f"train.trajectory_nfe={self.trajectory_nfe} must be even (midpoint: 2 per step)"
+            )
         if self.steps is not None and self.epochs is not None:
             raise ConfigError(
                 f"train.steps={self.steps} and train.epochs={self.epochs} are both set; give "

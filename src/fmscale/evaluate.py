@@ -12,12 +12,12 @@ from torch import nn
 
 from .config import EvalConfig
 from .data import Dataset, Mixture
+from .devices import pick_device
 from .exact_field import MixtureField
 from .files import atomic_write
 from .flow import build_field, cfm_loss, sample
 from .metrics import distribution_metrics, gaussian_fit_samples, pca_basis
 from .study import cell_digest
-from .train import pick_device
 
 VAL_NOISE_SEED = 20_240_101
 SAMPLE_NOISE_SEED = 31_337

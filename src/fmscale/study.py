@@ -18,6 +18,16 @@ from .models.scaling import load_table
 CELL_KEYS = ("arch", "scale", "n_train", "seed")
 REFERENCES = ("real_holdout", "gaussian_fit", "memoriser", "empirical_flow", "exact_field")
 """The reference rows a model's metrics are read against (``exact_field``: synthetic data only)."""
+TRAJECTORY_FIELDS = [
+    "step",
+    "epochs",
+    "train_loss",
+    "val_loss",
+    "gap_ratio",
+    "memorised_fraction",
+    "nn_train_test_ratio",
+]
+"""Columns of a cell's trajectory.csv (one row per snapshot step)."""
 CELL_PATTERN = "runs/{arch}/{scale}/n{n_train}/seed{seed}"
 """A cell's run folder under the results folder."""
 CELL_LOG_NAME = "{arch}_{scale}_n{n_train}_seed{seed}"

@@ -8,6 +8,7 @@ arch x scale, columns n_train, mean ± std over seeds, with the reference rows b
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,13 @@ from .study import (
     HEADLINE_METRICS,
     PLOTS,
     REFERENCES,
+    TRAJECTORY_FIELDS,
     cell_digest,
     cells,
     parse_cell_dir,
 )
+
+log = logging.getLogger(__name__)
 
 DIRECTION = {
     "val_loss_ratio": "lower is better; 1.0 = the v = 0 baseline",
@@ -521,8 +525,34 @@ def write_plots(frame: pd.DataFrame, grid: dict[str, list], out_dir: Path) -> li
     return paths
 
 
+def trajectories(results: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """Every finished cell's trajectory.csv rows, keyed by the cell (one table to analyse).
+
+    Cells without one (trained before trajectories, or with ``trajectory_points: 0``) are left
+    out; an unreadable one is left out with a warning in the log.
+    """
+    keys = ["arch", "scale", "n_train", "seed", "n_params"]
+    parts = []
+    for cell in frame[(frame.kind == "model") & (frame.status == "ok")].itertuples():
+        path = results / CELL_PATTERN.format(**{k: getattr(cell, k) for k in keys[:4]})
+        path = path / "trajectory.csv"
+        if not path.exists():
+            continue
+        try:
+            part = pd.read_csv(path)
+        except (OSError, ValueError) as exc:
+            log.warning("%s: unreadable (%s); left out of trajectories.csv", path, exc)
+            continue
+        parts.append(part.assign(**{k: getattr(cell, k) for k in keys}))
+    if not parts:
+        return pd.DataFrame(columns=[*keys, *TRAJECTORY_FIELDS])
+    table = pd.concat(parts, ignore_index=True)
+    return table[[*keys, *[c for c in table.columns if c not in keys]]]
+
+
 def summarize(results: str | Path, grid: dict[str, list] | None = None) -> pd.DataFrame:
-    """Write summary.csv, summary.md and plots/ under ``results``; return the frame.
+    """Write summary.csv, trajectories.csv, summary.md and plots/ under ``results``; return
+    the frame.
 
     Failed, stale and missing cells and reference rows are listed, never fatal; only a missing
     ``results`` folder raises (ResultsError).
@@ -531,6 +561,7 @@ def summarize(results: str | Path, grid: dict[str, list] | None = None) -> pd.Da
     grid = grid or discover_grid(results)
     frame = collect(results, grid)
     atomic_write(results / "summary.csv", frame.to_csv(index=False))
+    atomic_write(results / "trajectories.csv", trajectories(results, frame).to_csv(index=False))
     atomic_write(results / "summary.md", summary_markdown(frame, grid))
     write_plots(frame, grid, results / "plots")
     return frame

@@ -35,10 +35,13 @@ from . import __version__
 from .checkpoint import CheckpointStore
 from .config import TrainConfig
 from .data import Dataset
+from .devices import pick_device
 from .files import atomic_write
 from .flops import count_flops
 from .flow import build_field, cfm_loss, ot_pair
 from .models import resolve_row
+from .study import TRAJECTORY_FIELDS
+from .trajectory import TrajectoryScorer, snapshot_steps
 
 log = logging.getLogger(__name__)
 
@@ -84,21 +87,6 @@ class CellSpec:
     n_train: int
     seed: int
     table: str | None = None
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """cuda > mps > cpu for ``auto``; otherwise the named device."""
-    if name != "auto":
-        if name.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(
-                f"device '{name}' requested but CUDA is not available; use --device cpu"
-            )
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -351,6 +339,9 @@ class Trainer:
         self.window = _LogWindow()
         self.store = CheckpointStore(self.out / "ckpt", keep=cfg.keep_ckpts, required=STATE_KEYS)
         self.log_path = self.store.root / "train_log.csv"
+        self.trajectory_path = self.store.root / "trajectory.csv"
+        self.snapshots = set(snapshot_steps(cfg.steps, cfg.trajectory_points))
+        self.scorer = TrajectoryScorer(data, spec.n_train, cfg)
 
     @property
     def n_params(self) -> int:
@@ -362,6 +353,7 @@ class Trainer:
             k: v
             for k, v in dataclasses.asdict(self.cfg).items()
             if k not in ("ckpt_every", "keep_ckpts", "log_every", "device", "epochs")
+            and not k.startswith("trajectory_")
         }
         return {
             "arch": self.spec.arch,
@@ -497,7 +489,8 @@ class Trainer:
         """Train to ``cfg.steps``, logging, checkpointing, and stopping cleanly on a signal."""
         from tqdm import tqdm
 
-        train_log = _TrainLog(self.log_path, self.step)
+        train_log = _LiveCsv(self.log_path, LOG_FIELDS, self.step)
+        self.trajectory_log = _LiveCsv(self.trajectory_path, TRAJECTORY_FIELDS, self.step)
         watch = _Stopwatch()
         bar = tqdm(
             total=self.cfg.steps,
@@ -519,16 +512,18 @@ class Trainer:
                     )
 
     def _after_step(
-        self, train_log: _TrainLog, bar: Any, watch: _Stopwatch, signum: int | None
+        self, train_log: _LiveCsv, bar: Any, watch: _Stopwatch, signum: int | None
     ) -> None:
-        """A log row at each ``log_every`` and the last step; a checkpoint at each ``ckpt_every``,
-        the last step and on a signal. The checkpoint carries the steps since the last row, so a
-        resumed run writes the rows of an uninterrupted one."""
+        """A log row at each ``log_every`` and the last step; a trajectory row at each snapshot
+        step; a checkpoint at each ``ckpt_every``, the last step and on a signal. The checkpoint
+        carries the steps since the last row, so a resumed run writes the rows of an
+        uninterrupted one."""
         cfg = self.cfg
         last = self.step == cfg.steps
         row = last or self.step % cfg.log_every == 0
         checkpoint = last or signum is not None or self.step % cfg.ckpt_every == 0
-        if not (row or checkpoint):
+        snapshot = self.step in self.snapshots
+        if not (row or checkpoint or snapshot):
             return
         seconds = watch.lap()
         self.wall_time += seconds
@@ -536,10 +531,14 @@ class Trainer:
         losses = self._finite_losses()
         if row:
             self._write_row(losses, train_log, bar)
+        if snapshot:
+            scores = self.scorer.score(self.ema, self.step)
+            values = [scores[k] for k in TRAJECTORY_FIELDS[1:]]
+            self.trajectory_log.write([self.step, *(f"{v:.6g}" for v in values)])
         if checkpoint:
             with writing(self.store.path(self.step)):
                 self.store.save(self.state(), self.step)
-            watch.restart()  # wall_time and steps/s leave checkpoint I/O out
+        watch.restart()  # wall_time and steps/s leave checkpoint I/O and snapshots out
 
     def _finite_losses(self) -> torch.Tensor:
         """The window's losses on the host (one sync); NonFiniteLoss naming the first bad step."""
@@ -553,16 +552,18 @@ class Trainer:
             )
         return losses
 
-    def _write_row(self, losses: torch.Tensor, train_log: _TrainLog, bar: Any) -> None:
+    def _write_row(self, losses: torch.Tensor, train_log: _LiveCsv, bar: Any) -> None:
         """One log row for the steps since the last one; empties the window."""
         loss, rate = losses.mean().item(), self.window.rate()
-        train_log.write(self.step, loss, self.sched.get_last_lr()[0], self.window.grad_norm(), rate)
+        lr, grad_norm = self.sched.get_last_lr()[0], self.window.grad_norm()
+        train_log.write([self.step, f"{loss:.6g}", f"{lr:.6g}", f"{grad_norm:.6g}", f"{rate:.3f}"])
         self.window.clear()
         bar.set_postfix(loss=f"{loss:.4f}", steps_s=f"{rate:.1f}")
 
     def publish_log(self) -> None:
-        """Copy the live log to ``<out>/train_log.csv``, atomically."""
+        """Copy the live loss log and trajectory to ``<out>/``, atomically."""
         write_output(self.out / "train_log.csv", self.log_path.read_bytes())
+        write_output(self.out / "trajectory.csv", self.trajectory_path.read_bytes())
 
 
 class _Stopwatch:
@@ -634,20 +635,21 @@ def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(tensors) if tensors else torch.empty(0)
 
 
-class _TrainLog:
-    """The live train_log.csv in ``ckpt/``, cut back on resume to the rows up to ``start_step``.
+class _LiveCsv:
+    """A live CSV in ``ckpt/`` (the loss log, the trajectory), cut back on resume to the rows
+    up to ``start_step``.
 
     It lives outside the declared outputs, so deleting those (``--rerun-incomplete``, a retry)
     keeps the history; rows cut short by a crash are dropped.
     """
 
-    def __init__(self, path: Path, start_step: int):
+    def __init__(self, path: Path, fields: list[str], start_step: int):
         self.path = path
         rows = self._rows_up_to(start_step) if start_step > 0 and path.exists() else []
         with writing(path):
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+                writer = csv.DictWriter(f, fieldnames=fields)
                 writer.writeheader()
                 writer.writerows(rows)
 
@@ -656,11 +658,9 @@ class _TrainLog:
             rows = [r for r in csv.DictReader(f) if None not in r.values()]
         return [r for r in rows if int(r["step"]) <= step]
 
-    def write(self, step: int, loss: float, lr: float, grad_norm: float, rate: float) -> None:
+    def write(self, values: list[Any]) -> None:
         with writing(self.path), self.path.open("a", newline="") as f:
-            csv.writer(f).writerow(
-                [step, f"{loss:.6g}", f"{lr:.6g}", f"{grad_norm:.6g}", f"{rate:.3f}"]
-            )
+            csv.writer(f).writerow(values)
 
 
 def save_weights(model: nn.Module, path: Path) -> None:

@@ -13,6 +13,7 @@ rule summarize:
             caption="../report/summary.rst",
             category="Summary",
         ),
+        trajectories=f"{RESULTS}/trajectories.csv",
         md=report(
             f"{RESULTS}/summary.md",
             caption="../report/summary.rst",
