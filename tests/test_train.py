@@ -61,6 +61,18 @@ def test_training_learns_and_writes_its_outputs(tmp_path, data):
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [2, 5, 9, 19, 38, 75, 150]  # 150 / 2^k
     assert float(rows[-1]["val_loss"]) < float(rows[0]["val_loss"])
+    assert cell["trajectory_steps"] == [2, 5, 9, 19, 38, 75, 150]
+
+
+def test_snapshots_are_thinned_to_their_share_of_the_training_flops():
+    from fmscale.trajectory import affordable_points
+
+    cheap = TrainConfig(steps=1000, trajectory_points=7, trajectory_max_share=0.2)
+    assert affordable_points(cheap, snapshot_flops=10, step_flops=1) == 7
+    assert affordable_points(cheap, snapshot_flops=50, step_flops=1) == 4  # 0.2 x 1000 / 50
+    assert affordable_points(cheap, snapshot_flops=10**6, step_flops=1) == 1  # the last step
+    off = TrainConfig(steps=1000, trajectory_points=0)
+    assert affordable_points(off, snapshot_flops=1, step_flops=1) == 0
 
 
 def test_an_epoch_budget_trains_each_cell_its_own_passes(tmp_path, data):

@@ -115,6 +115,7 @@ def test_end_to_end_then_regenerate_without_training(tmp_path):
     assert len(models) == 8 and (models.status == "ok").all()
     assert set(summary[summary.kind == "reference"].arch) == set(REFERENCES)
     assert (models.val_loss_ratio < 1).all()
+    assert (models.epochs > 0).all() and (models.train_flops > 0).all()
     trajectories = pd.read_csv(results / "trajectories.csv")
     assert len(trajectories.groupby(["arch", "scale", "n_train", "seed"])) == 8
     assert "## mmd2_pca" in (results / "summary.md").read_text()

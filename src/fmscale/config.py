@@ -126,6 +126,7 @@ class TrainConfig:
     trajectory_points: int = 7  # snapshots at steps, steps/2, ..., steps/2^(points-1); 0: none
     trajectory_samples: int = 200
     trajectory_nfe: int = 8
+    trajectory_max_share: float = 0.2  # fewer snapshots when they would cost more FLOPs
     device: str = "auto"
     bf16: bool = True
     tf32: bool = True
@@ -136,6 +137,10 @@ class TrainConfig:
         _at_least(self, "train", 1, "batch_size", "ckpt_every", "keep_ckpts", "log_every")
         _at_least(self, "train", 0, "trajectory_points")
         _at_least(self, "train", 2, "trajectory_samples", "trajectory_nfe")
+        if not 0 < self.trajectory_max_share <= 1:
+            raise ConfigError(
+                f"train.trajectory_max_share={self.trajectory_max_share} must be in (0, 1]"
+            )
         if self.trajectory_nfe % 2:
             raise ConfigError(
                 f"train.trajectory_nfe={self.trajectory_nfe} must be even (midpoint: 2 per step)"

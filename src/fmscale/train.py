@@ -41,7 +41,7 @@ from .flops import count_flops
 from .flow import build_field, cfm_loss, ot_pair
 from .models import resolve_row
 from .study import TRAJECTORY_FIELDS
-from .trajectory import TrajectoryScorer, snapshot_steps
+from .trajectory import TrajectoryScorer, affordable_points, snapshot_steps
 
 log = logging.getLogger(__name__)
 
@@ -340,8 +340,11 @@ class Trainer:
         self.store = CheckpointStore(self.out / "ckpt", keep=cfg.keep_ckpts, required=STATE_KEYS)
         self.log_path = self.store.root / "train_log.csv"
         self.trajectory_path = self.store.root / "trajectory.csv"
-        self.snapshots = set(snapshot_steps(cfg.steps, cfg.trajectory_points))
         self.scorer = TrajectoryScorer(data, spec.n_train, cfg)
+        self.flops = count_flops(self.model, data.dim, cfg.batch_size)
+        snapshot = self.scorer.flops(self.flops["sampling_flops_per_sample_per_nfe"])
+        points = affordable_points(cfg, snapshot, self.flops["train_flops_per_step"])
+        self.snapshots = set(snapshot_steps(cfg.steps, points))
 
     @property
     def n_params(self) -> int:
@@ -708,7 +711,7 @@ def _cell_record(
     study they differ across n_train); ``train_flops`` counts every step (see ``flops.py``).
     """
     spec, cfg = trainer.spec, trainer.cfg
-    flops = count_flops(trainer.model, data.dim, cfg.batch_size)
+    flops = trainer.flops
     samples_seen = trainer.step * cfg.batch_size
     return {
         "arch": spec.arch,
@@ -729,6 +732,7 @@ def _cell_record(
         "train_flops": flops["train_flops_per_step"] * trainer.step,
         "sampling_flops_per_sample_per_nfe": flops["sampling_flops_per_sample_per_nfe"],
         "flops_estimated_part": flops["flops_estimated_part"],
+        "trajectory_steps": sorted(trainer.snapshots),
         "resumed_from_step": resumed_from,
         "restarted_from_stale": trainer.restarted_from_stale,
         "wall_time_s": round(trainer.wall_time, 3),

@@ -21,6 +21,16 @@ from .metrics import memorisation
 TRAJECTORY_SOLVER = "midpoint"
 
 
+def affordable_points(cfg: TrainConfig, snapshot_flops: int, step_flops: int) -> int:
+    """The snapshots this cell scores: ``trajectory_points``, fewer when they would cost more
+    than ``trajectory_max_share`` of the training FLOPs, never fewer than one (the last step)
+    unless ``trajectory_points`` is 0."""
+    if cfg.trajectory_points == 0:
+        return 0
+    affordable = int(cfg.trajectory_max_share * step_flops * cfg.steps / snapshot_flops)
+    return max(1, min(cfg.trajectory_points, affordable))
+
+
 def snapshot_steps(total: int, points: int) -> list[int]:
     """``points`` steps halving back from ``total`` (total, total/2, total/4, ...), unique, >= 1;
     none when ``points`` is 0."""
@@ -36,6 +46,12 @@ class TrajectoryScorer:
         self.test = data.test[: cfg.trajectory_samples]
         self.n_train, self.batch_size = n_train, cfg.batch_size
         self.n_samples, self.nfe = cfg.trajectory_samples, cfg.trajectory_nfe
+
+    def flops(self, sampling_flops_per_sample_per_nfe: int) -> int:
+        """FLOPs of one snapshot: the samples, the two losses, the nearest-neighbour search."""
+        evaluations = self.n_samples * self.nfe + 2 * len(self.val)
+        rows, dim = self.n_train + len(self.test), self.train.shape[1]
+        return sampling_flops_per_sample_per_nfe * evaluations + 2 * self.n_samples * rows * dim
 
     @torch.no_grad()
     def score(self, field: nn.Module, step: int) -> dict[str, float]:

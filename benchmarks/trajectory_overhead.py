@@ -1,0 +1,88 @@
+"""What the memorisation trajectory costs: one cell per arch trained with and without it.
+
+For each arch, the default study's train settings (``config.yaml``) at ``--scale`` and the
+largest n_train, trained twice in this process, interleaved: ``trajectory_points: 0`` and the
+config's trajectory settings. Reports the seconds of each run (training plus snapshots, start
+to end of ``train_cell``), the ratio, and the trajectory's share of the run, to
+``trajectory_overhead.csv`` / ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from _common import RESULTS_DIR, machine_lines, markdown_table, write_report
+
+from fmscale.config import read_yaml
+from fmscale.data import build_dataset
+from fmscale.study import load_study
+from fmscale.train import CellSpec, train_cell
+
+COLUMNS = {
+    "arch": ("arch", "{}"),
+    "scale": ("scale", "{}"),
+    "n_train": ("n_train", "{}"),
+    "steps": ("steps", "{}"),
+    "points": ("points", "{}"),
+    "off s": ("off_s", "{:.1f}"),
+    "on s": ("on_s", "{:.1f}"),
+    "on / off": ("ratio", "{:.2f}"),
+}
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", type=Path, default=Path("config.yaml"))
+    p.add_argument("--archs", default="mlp,unet,dit,mamba")
+    p.add_argument("--scale", default="small")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR)
+    return p.parse_args()
+
+
+def timed_cell(arch: str, scale: str, n_train: int, data, cfg, folder: Path) -> float:
+    start = time.perf_counter()
+    train_cell(CellSpec(arch, scale, n_train, 0), data, cfg, folder, None, False)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    args = parse_args()
+    study = load_study(read_yaml(args.config))
+    n_train = max(study.grid.n_train)
+    data = build_dataset(study.data, n_train)
+    train = dataclasses.replace(study.train, device="cpu")
+    off = dataclasses.replace(train, trajectory_points=0)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for arch in args.archs.split(","):
+            on_s = timed_cell(arch, args.scale, n_train, data, train, Path(tmp) / f"{arch}_on")
+            off_s = timed_cell(arch, args.scale, n_train, data, off, Path(tmp) / f"{arch}_off")
+            rows.append(
+                {
+                    "arch": arch,
+                    "scale": args.scale,
+                    "n_train": n_train,
+                    "steps": train.for_rows(n_train).steps,
+                    "points": train.trajectory_points,
+                    "off_s": off_s,
+                    "on_s": on_s,
+                    "ratio": on_s / off_s,
+                }
+            )
+            print(markdown_table(rows[-1:], COLUMNS).splitlines()[-1], flush=True)
+    lines = [
+        *machine_lines(torch.device("cpu")),
+        f"config: {args.config} (batch {train.batch_size}, trajectory: "
+        f"{train.trajectory_samples} samples at NFE {train.trajectory_nfe})",
+    ]
+    table = markdown_table(rows, COLUMNS)
+    write_report(args.out / "trajectory_overhead", "Trajectory overhead", lines, table, rows)
+
+
+if __name__ == "__main__":
+    main()
