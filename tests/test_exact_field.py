@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fmscale.config import read_yaml
+from fmscale.config import SOLVERS, read_yaml
 from fmscale.data import DataConfig, build_dataset
 from fmscale.evaluate import training_loss, validation_loss
 from fmscale.exact_field import MixtureField
@@ -64,6 +64,17 @@ def test_only_the_exact_field_is_the_conditional_mean_of_the_path_velocity(shift
         assert z.abs().max() < 4.5, z
     else:  # a wrong field is caught by the same check
         assert z.abs().max() > 10, z
+
+
+@pytest.mark.parametrize("solver", ["euler", "midpoint"])
+def test_empirical_flow_of_two_points_lands_on_them(solver):
+    """Heun is left out: its last evaluation sits at t = 1, where the empirical field
+    (x_i - x) / (1 - t) is 0 / 0 on the row it reached."""
+    train = torch.tensor([[1.0, 0.0], [-1.0, 0.5]])
+    x0 = torch.randn(100, 2, generator=torch.Generator().manual_seed(4))
+    x1 = sample(MixtureField.memoriser(train), x0, nfe=32 * SOLVERS[solver], solver=solver)
+    assert torch.cdist(x1, train).min(1).values.max() < 1e-3
+    assert len({int(i) for i in torch.cdist(x1, train).argmin(1)}) == 2  # both points reached
 
 
 def test_empirical_flow_lands_on_its_training_rows():
