@@ -255,13 +255,15 @@ def test_failure_reason_comes_from_the_log_of_the_step_that_failed(tmp_path):
 # 5. Seeds print as integers, though reference rows have none.
 
 
-def test_seeds_print_as_integers(tmp_path, no_plots):
+def test_seeds_and_counts_print_as_integers(tmp_path, no_plots):
     write_finished(tmp_path)
     write_references(tmp_path)
     summarize(tmp_path, {**GRID, "seeds": [0, 1]})
     with (tmp_path / "summary.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [r["seed"] for r in rows if r["kind"] == "model"] == ["0", "1"]
+    finished = rows[0]  # the cell of write_finished; the seed-1 cell was not run
+    assert (finished["n_params"], finished["steps"]) == ("500000", "10")
     assert {r["seed"] for r in rows if r["kind"] == "reference"} == {""}
     assert "| mlp | tiny | 100 | 1 | not run |" in (tmp_path / "summary.md").read_text()
 

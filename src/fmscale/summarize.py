@@ -260,12 +260,24 @@ def _results_folder(results: str | Path) -> Path:
     return results
 
 
+INTEGER_COLUMNS = (
+    "seed",
+    "n_params",
+    "steps",
+    "samples_seen",
+    "train_flops",
+    "sampling_flops_per_sample_per_nfe",
+    "headline_nfe",
+)
+"""Counts, printed as integers (a row without one, e.g. a reference row's seed, leaves it empty)."""
+
+
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """The rows with every column tables and plots read; seeds as integers (refs have none)."""
+    """The rows with every column tables and plots read; counts as integers."""
     frame = pd.DataFrame(rows)
     columns = dict.fromkeys([*COLUMNS, *frame.columns, *HEADLINE_METRICS])
     frame = frame.reindex(columns=list(columns))
-    return frame.astype({"seed": "Int64"})
+    return frame.astype({c: "Int64" for c in INTEGER_COLUMNS if c in frame.columns})
 
 
 def collect(results: str | Path, grid: dict[str, list] | None = None) -> pd.DataFrame:
