@@ -60,18 +60,15 @@ def synchronize(device: torch.device) -> None:
 
 @contextlib.contextmanager
 def tf32(enabled: bool) -> Iterator[None]:
-    """Set CUDA's TF32 matmul / cuDNN flags inside the block, restore them after."""
+    """TF32 float32 matmuls inside the block (as training's ``tf32`` setting), restored after."""
     import torch
 
-    cuda_flag, cudnn_flag = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high" if enabled else "highest")
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = (
-            cuda_flag,
-            cudnn_flag,
-        )
+        torch.set_float32_matmul_precision(before)
 
 
 def matmul_peaks(device: torch.device, repeats: int = 3) -> dict[str, float]:

@@ -40,6 +40,8 @@ from .files import atomic_write
 from .flops import count_flops
 from .flow import build_field, cfm_loss, ot_pair
 from .models import resolve_row
+from .models.mamba import MambaBlock, mamba_path
+from .models.mamba_kernels import package_versions
 from .study import TRAJECTORY_FIELDS
 from .trajectory import TrajectoryScorer, affordable_points, snapshot_steps
 
@@ -123,14 +125,18 @@ def git_revision() -> str:
         return "unknown"
 
 
-def versions() -> dict[str, str]:
+def versions() -> dict[str, str | None]:
+    """What ran the cell: Python, torch and the CUDA it was built for (None on a CPU build),
+    numpy, fmscale, and mamba-ssm / causal-conv1d where installed (None where not)."""
     import numpy
 
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
         "numpy": numpy.__version__,
         "fmscale": __version__,
+        **package_versions(),
     }
 
 
@@ -310,8 +316,7 @@ class Trainer:
         self.device = pick_device(cfg.device)
         cuda = self.device.type == "cuda"
         if cuda and cfg.tf32:
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+            torch.set_float32_matmul_precision("high")  # TF32 matmuls
         self.autocast = cuda and cfg.bf16
         self.row = resolve_row(spec.arch, spec.scale, spec.table)
         self.data_dim = data.dim
@@ -738,10 +743,15 @@ def _cell_record(
         "wall_time_s": round(trainer.wall_time, 3),
         "steps_per_s": round(trainer.step / trainer.wall_time, 3) if trainer.wall_time else None,
         "device": device_name(trainer.device),
+        "mamba_path": mamba_path(trainer.device) if _has_mamba(trainer.model) else None,
         "versions": versions(),
         "git_revision": git_revision(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
+
+
+def _has_mamba(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, MambaBlock) for m in model.modules())
 
 
 def _save_stats(data: Dataset, out: Path) -> None:

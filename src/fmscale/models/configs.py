@@ -74,8 +74,24 @@ class MambaConfig:
     expand: int = 2
     num_tokens: int = 16
 
+    MAX_D_STATE: ClassVar[int] = 256
+    """mamba-ssm's selective_scan_cuda refuses a larger state (``selective_scan.cpp``)."""
+    D_CONV_RANGE: ClassVar[tuple[int, int]] = (2, 4)
+    """The conv widths causal-conv1d's kernels take (``causal_conv1d.cpp``)."""
+
     def check(self) -> None:
         _positive(self, "hidden_dim", "num_layers", "d_state", "d_conv", "expand", "num_tokens")
+        low, high = self.D_CONV_RANGE
+        if not low <= self.d_conv <= high:
+            raise ValueError(
+                f"d_conv={self.d_conv} must be in {low}..{high}: mamba-ssm's fused path "
+                "(causal-conv1d) takes no other width, so results would not carry to a GPU"
+            )
+        if self.d_state > self.MAX_D_STATE:
+            raise ValueError(
+                f"d_state={self.d_state} must be <= {self.MAX_D_STATE}: mamba-ssm's "
+                "selective_scan_cuda takes no larger state"
+            )
 
 
 ARCH_CONFIGS: dict[str, type] = {  # the registry: adding an arch adds its config here

@@ -2,33 +2,40 @@
 
 ``MambaBlock`` has exactly the parameter names, shapes and initialisation of
 ``mamba_ssm.Mamba`` (in_proj, conv1d, x_proj, dt_proj, A_log, D, out_proj), so state_dicts load
-both ways with ``strict=True``. On CUDA, with mamba-ssm importable, it runs mamba-ssm's fused
-kernel on its own parameters; everywhere else the pure-PyTorch selective scan of ``scan.py``.
+both ways with ``strict=True``. For a CUDA input, when mamba-ssm's fused kernels are there
+(``mamba_kernels.py`` looks for them then, not at import), it runs mamba-ssm's fused call on its
+own parameters; everywhere else the pure-PyTorch selective scan of ``scan.py``.
 """
 
 from __future__ import annotations
 
-import logging
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import mamba_kernels
 from .configs import MambaConfig
 from .layers import TimestepEmbedder, TokenHead, check_tokenizable, modulate, zero_linear
 from .scan import selective_scan
 
-log = logging.getLogger(__name__)
+_FUSED_DEVICE_TYPES = ("cuda",)
+"""Device types whose inputs take mamba-ssm's fused call when it can run (the CPU contract
+tests add "cpu", with CPU stand-ins for the kernels)."""
 
-try:  # mamba-ssm is optional; on a CPU-only machine its import fails (no selective_scan_cuda).
-    from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn
-except Exception as exc:  # ImportError, OSError from a broken CUDA build, ...
-    mamba_inner_fn = None
-    log.debug("mamba-ssm fused path unavailable: %s", exc)
 
-MAMBA_FUSED_AVAILABLE: bool = mamba_inner_fn is not None and torch.cuda.is_available()
-"""True when ``MambaBlock`` runs mamba-ssm's fused kernel for CUDA inputs."""
+def mamba_path(device: torch.device) -> str:
+    """``"fused"`` when a Mamba model on ``device`` runs mamba-ssm's kernels, else ``"scan"``."""
+    fused = device.type in _FUSED_DEVICE_TYPES and mamba_kernels.fused_kernels().available
+    return "fused" if fused else "scan"
+
+
+def __getattr__(name: str) -> bool:
+    if name == "MAMBA_FUSED_AVAILABLE":  # looked up on use: it imports mamba-ssm
+        return torch.cuda.is_available() and mamba_path(torch.device("cuda")) == "fused"
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def causal_depthwise_conv(
@@ -84,8 +91,10 @@ class MambaBlock(nn.Module):
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_cuda and mamba_inner_fn is not None:
-            return self._fused(x)
+        if x.device.type in _FUSED_DEVICE_TYPES:
+            inner_fn = mamba_kernels.fused_kernels().inner_fn
+            if inner_fn is not None:
+                return self._fused(x, inner_fn)
         xi, z = self.in_proj(x).chunk(2, dim=-1)
         xi = F.silu(causal_depthwise_conv(xi, self.conv1d.weight, self.conv1d.bias))
         dt, B, C = self.x_proj(xi).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
@@ -94,10 +103,16 @@ class MambaBlock(nn.Module):
         y = selective_scan(xi, delta, A, B, C, self.D)
         return self.out_proj(y * F.silu(z))
 
-    def _fused(self, x: torch.Tensor) -> torch.Tensor:
-        """mamba-ssm's fused kernel on this module's parameters (mamba_ssm.Mamba's fast path)."""
-        xz = (x @ self.in_proj.weight.t()).transpose(1, 2)  # [b, 2*d_inner, L]
-        return mamba_inner_fn(
+    def _fused(self, x: torch.Tensor, inner_fn: Callable[..., torch.Tensor]) -> torch.Tensor:
+        """mamba-ssm's fused call on this module's parameters (mamba_ssm.Mamba's fast path).
+
+        xz is built as ``mamba_ssm.Mamba`` builds it, W @ x^T viewed as [b, 2*d_inner, L] with L
+        contiguous, so ``MambaInnerFn`` takes it without a copy.
+        """
+        batch, length, _ = x.shape
+        xz = self.in_proj.weight @ x.reshape(batch * length, -1).t()  # [2*d_inner, (b L)]
+        xz = xz.view(-1, batch, length).transpose(0, 1)
+        return inner_fn(
             xz,
             self.conv1d.weight,
             self.conv1d.bias,
