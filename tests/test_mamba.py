@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fmscale.models import MAMBA_FUSED_AVAILABLE, MambaBlock, create_model
-from fmscale.models.mamba import causal_depthwise_conv
+from fmscale.models import MAMBA_FUSED_AVAILABLE, MambaBlock, create_model, mamba_kernels
+from fmscale.models.mamba import causal_depthwise_conv, mamba_path
 from fmscale.models.scan import BLOCK_ELEMENTS, SCAN_FORMS, block_rows, selective_scan
 
 
@@ -158,26 +158,92 @@ def test_fused_path_matches_pure_pytorch():
     torch.testing.assert_close(fused.cpu(), slow, atol=1e-3, rtol=1e-3)
 
 
-def test_broken_mamba_ssm_install_does_not_break_import(tmp_path):
-    """A mamba_ssm whose import fails as on a CPU machine leaves fmscale importable."""
-    pkg = tmp_path / "mamba_ssm"
+def _fake_mamba_ssm(root, interface_source: str) -> dict[str, str]:
+    """A mamba_ssm package whose selective_scan_interface is ``interface_source``; the env."""
+    pkg = root / "mamba_ssm"
     (pkg / "ops").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "ops" / "__init__.py").write_text("")
-    (pkg / "ops" / "selective_scan_interface.py").write_text("import selective_scan_cuda\n")
+    (pkg / "ops" / "selective_scan_interface.py").write_text(interface_source)
+    return {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def test_a_cpu_mamba_model_never_imports_mamba_ssm(tmp_path):
+    """A mamba_ssm that fails on import, as on a CPU machine, is never imported: fmscale builds,
+    trains a step of and counts a Mamba model without it."""
+    env = _fake_mamba_ssm(tmp_path, "raise RuntimeError('imported')\n")
     code = textwrap.dedent(
         """
-        import torch
+        import sys, torch
         from fmscale.models import MAMBA_FUSED_AVAILABLE, create_model
         assert MAMBA_FUSED_AVAILABLE is False
         m = create_model("mamba", "tiny", data_dim=256)
-        print(tuple(m(torch.randn(2, 256), torch.rand(2)).shape))
+        m(torch.randn(2, 256), torch.rand(2)).sum().backward()
+        assert "mamba_ssm" not in sys.modules
+        print("ok")
         """
     )
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "(2, 256)"
+    assert out.stdout.strip() == "ok"
+
+
+class _Interface:
+    """A stand-in for mamba_ssm.ops.selective_scan_interface with chosen kernels missing."""
+
+    def __init__(self, *missing: str):
+        self.mamba_inner_fn = lambda *args, **kwargs: None
+        for name in mamba_kernels.KERNELS:
+            setattr(self, name, None if name in missing else object())
+
+
+@pytest.mark.parametrize(
+    "interface,needle",
+    [
+        (_Interface("causal_conv1d_fwd_function", "causal_conv1d_bwd_function"), "causal-conv1d"),
+        (_Interface("selective_scan_cuda"), "selective_scan_cuda"),
+        (ImportError("libcudart.so.12: cannot open shared object file"), "does not import"),
+    ],
+    ids=["no causal-conv1d", "no selective_scan_cuda (mamba-ssm head)", "broken build"],
+)
+def test_missing_kernels_fall_back_to_the_scan_with_a_warning(
+    monkeypatch, caplog, interface, needle
+):
+    def import_interface():
+        if isinstance(interface, Exception):
+            raise interface
+        return interface
+
+    monkeypatch.setattr(mamba_kernels, "_import_interface", import_interface)
+    mamba_kernels.fused_kernels.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="fmscale.models.mamba_kernels"):
+            kernels = mamba_kernels.fused_kernels()
+            mamba_kernels.fused_kernels()  # cached: one warning per process
+        assert not kernels.available and needle in kernels.reason
+        assert len(caplog.records) == 1 and needle in caplog.records[0].getMessage()
+        assert mamba_path(torch.device("cuda")) == "scan"
+    finally:
+        mamba_kernels.fused_kernels.cache_clear()
+
+
+def test_complete_kernels_are_taken():
+    interface = _Interface()
+    kernels = mamba_kernels.kernels_of(interface)
+    assert kernels.available and kernels.inner_fn is interface.mamba_inner_fn
+
+
+def test_cpu_inputs_take_the_scan_whatever_is_installed():
+    assert mamba_path(torch.device("cpu")) == "scan"
+
+
+@pytest.mark.parametrize(
+    "override,needle",
+    [({"d_conv": 5}, "d_conv=5 must be in 2..4"), ({"d_state": 257}, "d_state=257 must be <=")],
+)
+def test_rows_the_fused_kernels_cannot_run_are_refused(override, needle):
+    with pytest.raises(ValueError, match=needle):
+        create_model("mamba", "tiny", data_dim=256, **override)
 
 
 def test_mamba_arch_is_bidirectional():

@@ -51,6 +51,8 @@ def test_training_learns_and_writes_its_outputs(tmp_path, data):
     ):
         assert cell[key] is not None or key == "git_revision", key
     assert json.loads((tmp_path / "cell.json").read_text())["steps"] == 150
+    assert cell["mamba_path"] is None  # no Mamba block in this cell
+    assert {"torch", "torch_cuda", "mamba-ssm", "causal-conv1d"} <= set(cell["versions"])
     assert cell["samples_seen"] == 150 * 64 and cell["epochs"] == pytest.approx(150 * 64 / 500)
     # An MLP step costs ~6 FLOPs per parameter per row (2 forward, 4 backward), sampling ~2.
     per_step = 6 * cell["n_params"] * 64
@@ -73,6 +75,11 @@ def test_snapshots_are_thinned_to_their_share_of_the_training_flops():
     assert affordable_points(cheap, snapshot_flops=10**6, step_flops=1) == 1  # the last step
     off = TrainConfig(steps=1000, trajectory_points=0)
     assert affordable_points(off, snapshot_flops=1, step_flops=1) == 0
+
+
+def test_a_mamba_cell_records_the_path_it_ran(tmp_path, data):
+    cell = train_cell(CellSpec("mamba", "tiny", 100, 0), data, cfg(steps=2), tmp_path, None, False)
+    assert cell["mamba_path"] == "scan"  # CPU: the pure-PyTorch scan
 
 
 def test_an_epoch_budget_trains_each_cell_its_own_passes(tmp_path, data):
