@@ -52,8 +52,8 @@ LOCK_NAME = ".train.lock"
 CELL_KEYS = ("arch", "row", "n_train", "seed")
 """The identity keys that name the cell; the others (train settings, data) may change."""
 STATE_KEYS = ("identity", "step", "wall_time", "model", "ema", "opt", "sched", "gen", "cpu_rng")
-"""What a checkpoint needs to be resumed; ``cuda_rng``, ``log_window`` and
-``restarted_from_stale`` are optional (checkpoints of older versions lack the last two)."""
+"""What a checkpoint needs to be resumed; ``cuda_rng``, ``device_type``, ``log_window`` and
+``restarted_from_stale`` are optional (checkpoints of older versions lack the last three)."""
 OOM_MARKERS = ("can't allocate memory", "not enough memory", "out of memory")
 
 
@@ -382,6 +382,7 @@ class Trainer:
             "opt": self.opt.state_dict(),
             "sched": self.sched.state_dict(),
             "gen": self.gen.get_state(),
+            "device_type": self.device.type,
             "cpu_rng": torch.get_rng_state(),
             "log_window": self.window.state(),
             "restarted_from_stale": self.restarted_from_stale,
@@ -424,8 +425,16 @@ class Trainer:
             )
         if changes:
             self._set_aside(changes)
-        else:
-            self.load_state(state)
+            return self.step
+        written_on = state.get("device_type") or ("cuda" if "cuda_rng" in state else "cpu")
+        if written_on != self.device.type:
+            raise ValueError(
+                f"checkpoint in {self.store.root} was written on {written_on} and this run is on "
+                f"{self.device.type}: the random streams of the two cannot continue each other. "
+                f"Resume with --device {written_on} (train.device), or delete that ckpt/ folder "
+                f"to start over on {self.device.type}"
+            )
+        self.load_state(state)
         return self.step
 
     def _set_aside(self, changes: dict[str, tuple[Any, Any]]) -> None:
