@@ -1,6 +1,7 @@
 """One home per default: the workflow's schema and the settings dataclasses cannot disagree."""
 
 import dataclasses
+import os
 import typing
 from pathlib import Path
 
@@ -144,3 +145,15 @@ def test_budget_is_steps_or_epochs_never_both():
     with pytest.raises(ConfigError, match=r"train.epochs=0.0 must be > 0"):
         from_section(TrainConfig, {"epochs": 0.0}, "train")
     assert from_section(TrainConfig, {"steps": None, "epochs": 2}, "train").epochs == 2
+
+
+def test_the_workflow_source_goes_first_on_pythonpath_once(monkeypatch):
+    from fmscale.study import put_first_on_pythonpath
+
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    put_first_on_pythonpath("/wf/src")
+    put_first_on_pythonpath("/wf/src")
+    assert os.environ["PYTHONPATH"] == os.pathsep.join(["/wf/src", "/elsewhere"])
+    monkeypatch.delenv("PYTHONPATH")
+    put_first_on_pythonpath("/wf/src")
+    assert os.environ["PYTHONPATH"] == "/wf/src"

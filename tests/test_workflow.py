@@ -211,17 +211,58 @@ def test_snakemake_lint_is_clean():
 def test_conda_envs_list_every_required_package():
     import tomllib
 
-    required = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    names = {re.split(r"[<>=!~ ]", r)[0].lower() for r in required}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=!~ ]", r)[0].lower() for r in project["dependencies"]}
     conda_names = {
         "torch": "pytorch",
         "matplotlib": "matplotlib-base",
         "snakemake": "snakemake-minimal",
     }
-    for env in ("fmscale.yaml", "fmscale-mamba.yaml"):
-        deps = yaml.safe_load((ROOT / "envs" / env).read_text())["dependencies"]
-        listed = {re.split(r"[<>=!~ ]", d)[0].lower() for d in deps if isinstance(d, str)}
+    envs = {
+        env: yaml.safe_load((ROOT / "envs" / env).read_text())["dependencies"]
+        for env in ("fmscale.yaml", "fmscale-gpu.yaml")
+    }
+    for env, deps in envs.items():
+        assert all(isinstance(d, str) for d in deps), f"{env}: no pip section (see its header)"
+        listed = {re.split(r"[<>=!~ ]", d)[0].lower().removesuffix("-gpu") for d in deps}
         missing = {conda_names.get(n, n) for n in names} - listed
         assert not missing, f"{env} lacks {missing}"
+    assert "pytorch>=2.4=cpu*" in envs["fmscale.yaml"]  # the CPU env is not a CUDA env
+    # The GPU env pins the mamba extra's tested range, from conda-forge.
+    assert set(project["optional-dependencies"]["mamba"]) <= set(envs["fmscale-gpu.yaml"])
     rules = "".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
-    assert rules.count("rule ") == rules.count("conda:")
+    assert len(re.findall(r"^rule ", rules, re.M)) == rules.count("conda:")
+
+
+FAKE_CONDA = """#!/bin/sh
+case "$*" in
+  "info --json") echo '{"conda_version": "24.11.0", "envs_dirs": [], "root_prefix": "/x",
+    "conda_prefix": "/x", "platform": "linux-64", "channels": []}' ;;
+  "config --get channel_priority --json") echo '{"get": {"channel_priority": "strict"}}' ;;
+  *) echo '{}' ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(
+    "configfile,envs",
+    [
+        (None, ["envs/fmscale.yaml"]),
+        ("workflow/configs/gpu_study.yaml", ["envs/fmscale-gpu.yaml", "envs/fmscale.yaml"]),
+    ],
+    ids=["cpu study", "gpu study"],
+)
+def test_a_gpu_study_runs_its_jobs_in_the_gpu_env(tmp_path, configfile, envs):
+    """What --software-deployment-method conda would build (conda itself stubbed: not here)."""
+    (tmp_path / "conda").write_text(FAKE_CONDA)
+    (tmp_path / "conda").chmod(0o755)
+    args = ["--list-conda-envs", *(["--configfile", configfile] if configfile else [])]
+    out = subprocess.run(
+        [*SNAKEMAKE, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert re.findall(r"^(envs/\S+)", out.stdout, re.M) == envs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -195,6 +196,13 @@ def _count(low: int):
     return parse
 
 
+def _device(text: str) -> str:
+    """An argparse type: one of DEVICES or cuda:N."""
+    if text in DEVICES or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: use one of {', '.join(DEVICES)} or cuda:N")
+
+
 def _nfe_list(text: str) -> list[int]:
     """An argparse type: comma-separated positive integers, e.g. ``1,4,16``."""
     parse = _count(1)
@@ -259,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_count(1))
     p.add_argument("--lr", type=float)
     p.add_argument("--ckpt-every", type=_count(1))
-    p.add_argument("--device", choices=DEVICES)
+    p.add_argument("--device", type=_device)
     p.add_argument("--parameterisation", choices=PARAMETERISATIONS)
     p.add_argument("--ot", action="store_true", help="minibatch OT pairing of noise and data")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -282,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "evaluate":
             p.add_argument("run", help="run folder written by `fmscale train`")
             p.add_argument("--references", action="store_true", help="add the reference rows")
-            p.add_argument("--device", default="auto", choices=DEVICES)
+            p.add_argument("--device", default="auto", type=_device)
             p.add_argument("--out", help="metrics file (default: <run>/metrics.json)")
         else:
             p.add_argument("--n-train", type=_count(1), required=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,14 @@ def cell_digest(cell_json: bytes) -> str:
     matches the cell's ``cell.json`` as stale.
     """
     return hashlib.sha256(cell_json).hexdigest()
+
+
+def put_first_on_pythonpath(folder: str) -> None:
+    """Put ``folder`` first on PYTHONPATH, for the jobs this process starts (the workflow's
+    own source for its rules' ``python -m fmscale``); a no-op when it is first already."""
+    current = os.environ.get("PYTHONPATH", "")
+    if current.split(os.pathsep)[0] != folder:
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [folder, current]))
 
 
 def load_study(config: dict[str, Any]) -> StudyConfig:

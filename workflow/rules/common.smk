@@ -8,6 +8,7 @@ from fmscale.study import (
     PLOTS,
     cells,
     load_study,
+    put_first_on_pythonpath,
     settings,
 )
 
@@ -21,6 +22,12 @@ TABLE_FLAG = (
     f"--table {shlex.quote(STUDY.scaling_table)}" if STUDY.scaling_table else ""
 )
 RES = STUDY.resources
+# Every job runs the workflow's own fmscale source (`python -m fmscale`), whatever environment
+# runs it: a conda env of --software-deployment-method conda holds the dependencies, not fmscale.
+put_first_on_pythonpath(os.path.join(workflow.basedir, "src"))
+# Train and evaluate run in the GPU environment when the study asks for GPUs; the rest on CPU.
+CPU_ENV = "../../envs/fmscale.yaml"
+JOB_ENV = "../../envs/fmscale-gpu.yaml" if RES.gpu else CPU_ENV
 
 
 wildcard_constraints:

@@ -9,12 +9,12 @@ rule prepare_data:
     log:
         f"{RESULTS}/logs/prepare_data/{{dataset}}.log",
     conda:
-        "../../envs/fmscale.yaml"
+        CPU_ENV
     resources:
         mem_mb=RES.mem_mb,
     params:
         settings=settings(STUDY, "data"),
         max_n_train=max(GRID["n_train"]),
     shell:
-        "fmscale prepare-data --settings {params.settings:q} "
+        "python -m fmscale prepare-data --settings {params.settings:q} "
         "--max-n-train {params.max_n_train} --out {output:q} > {log:q} 2>&1"

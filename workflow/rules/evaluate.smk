@@ -14,7 +14,7 @@ rule evaluate:
         f"{RESULTS}/benchmarks/evaluate/{CELL_LOG_NAME}.tsv"
     retries: RES.retries
     conda:
-        "../../envs/fmscale.yaml"
+        JOB_ENV
     threads: RES.train_threads
     resources:
         mem_mb=RES.mem_mb,
@@ -23,9 +23,11 @@ rule evaluate:
     params:
         settings=settings(STUDY, "data", "evaluate"),
         run=lambda wildcards, input: os.path.dirname(input.model),
+        device=STUDY.train.device,
     shell:
-        "fmscale evaluate {params.run:q} --dataset {input.dataset:q} "
-        "--settings {params.settings:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
+        "python -m fmscale evaluate {params.run:q} --dataset {input.dataset:q} "
+        "--settings {params.settings:q} --device {params.device} --threads {threads} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 rule reference:
@@ -36,12 +38,12 @@ rule reference:
     log:
         f"{RESULTS}/logs/reference/n{{n_train}}.log",
     conda:
-        "../../envs/fmscale.yaml"
+        CPU_ENV
     threads: RES.train_threads
     resources:
         mem_mb=RES.mem_mb,
     params:
         settings=settings(STUDY, "data", "evaluate"),
     shell:
-        "fmscale reference --n-train {wildcards.n_train} --dataset {input.dataset:q} "
+        "python -m fmscale reference --n-train {wildcards.n_train} --dataset {input.dataset:q} "
         "--settings {params.settings:q} --threads {threads} --out {output:q} > {log:q} 2>&1"

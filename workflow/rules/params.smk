@@ -14,13 +14,13 @@ rule verify_params:
     log:
         f"{RESULTS}/logs/verify_params.log",
     conda:
-        "../../envs/fmscale.yaml"
+        CPU_ENV
     params:
         table=TABLE_FLAG,
         allow="--allow-off-ratio" if STUDY.params.allow_off_ratio else "",
         archs=",".join(GRID["archs"]),
         parameterisation=STUDY.train.parameterisation,
     shell:
-        "fmscale params {params.table} --dataset {input.dataset:q} --archs {params.archs} "
+        "python -m fmscale params {params.table} --dataset {input.dataset:q} --archs {params.archs} "
         "--parameterisation {params.parameterisation} "
         "--out-csv {output.csv:q} --out-md {output.md:q} {params.allow} 2>&1 | tee {log:q}"

@@ -27,12 +27,12 @@ rule summarize:
     log:
         f"{RESULTS}/logs/summarize.log",
     conda:
-        "../../envs/fmscale.yaml"
+        CPU_ENV
     params:
         settings=settings(STUDY, "grid"),
         results=lambda wildcards, output: os.path.dirname(output.csv),
     shell:
-        "fmscale summarize {params.results:q} --settings {params.settings:q} > {log:q} 2>&1"
+        "python -m fmscale summarize {params.results:q} --settings {params.settings:q} > {log:q} 2>&1"
 
 
 GRID_SETTINGS = settings(STUDY, "grid")
@@ -41,6 +41,6 @@ ONERROR_LOG = f"{RESULTS}/logs/summarize_onerror.log"
 
 onerror:
     shell(
-        "fmscale summarize {RESULTS:q} --settings {GRID_SETTINGS:q} "
+        "python -m fmscale summarize {RESULTS:q} --settings {GRID_SETTINGS:q} "
         "> {ONERROR_LOG:q} 2>&1 || true"
     )

@@ -16,7 +16,7 @@ rule train:
         f"{RESULTS}/benchmarks/train/{CELL_LOG_NAME}.tsv"
     retries: RES.retries
     conda:
-        "../../envs/fmscale.yaml"
+        JOB_ENV
     threads: RES.train_threads
     resources:
         mem_mb=lambda wildcards, attempt: RES.mem_mb * attempt,
@@ -27,7 +27,7 @@ rule train:
         table=TABLE_FLAG,
         out=lambda wildcards, output: os.path.dirname(output.model),
     shell:
-        "fmscale train --arch {wildcards.arch} --scale {wildcards.scale} "
+        "python -m fmscale train --arch {wildcards.arch} --scale {wildcards.scale} "
         "--n-train {wildcards.n_train} --seed {wildcards.seed} {params.table} "
         "--dataset {input.dataset:q} --settings {params.settings:q} --threads {threads} "
         "--out {params.out:q} --no-progress > {log:q} 2>&1"
