@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from fmscale.analysis import (
+    SUMMARY_COLUMNS,
     Settings,
     analyse,
     fit_law,
@@ -272,6 +273,7 @@ def test_analyze_cli_is_deterministic_and_writes_every_output(tmp_path):
     [
         (None, "summary.csv: missing"),
         ("", "summary.csv: empty"),
+        (",".join(SUMMARY_COLUMNS) + "\n", "summary.csv: empty (no rows"),
         ("kind,arch,scale\nmodel,mlp,tiny\n", "'n_train'"),
     ],
 )
@@ -293,3 +295,11 @@ def test_analysis_does_not_import_torch():
     code = "import sys, fmscale.analysis, fmscale.analysis_report; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_holdout_that_copies_training_rows_is_flagged():
+    summary = clean_summary()
+    summary.loc[summary.arch == "real_holdout", "memorised_fraction"] = 0.3
+    checks = result_checks(summary, model_rows(summary), Settings())
+    assert {check["name"] for check in checks} == {"real_holdout_at_floor"}
+    assert len(checks) == len(SIZES)

@@ -106,6 +106,14 @@ def read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     return frame
 
 
+def read_summary(path: Path) -> pd.DataFrame:
+    """summary.csv, checked for its columns and for at least one row."""
+    summary = read_table(path, SUMMARY_COLUMNS)
+    if summary.empty:
+        raise AnalysisError(f"{path}: empty (no rows; run `fmscale summarize` first)")
+    return summary
+
+
 def model_rows(summary: pd.DataFrame) -> pd.DataFrame:
     """The finished model cells (status ok, with a val_loss and a parameter count)."""
     rows = summary[(summary.kind == "model") & (summary.status == "ok")]
@@ -439,8 +447,8 @@ def _references(summary: pd.DataFrame, name: str) -> pd.DataFrame:
 
 def check_memoriser(summary: pd.DataFrame) -> list[dict[str, Any]]:
     """The memoriser reference (training rows copied) scores memorised_fraction >= 0.9."""
-    memoriser = _references(summary, "memoriser")
-    bad = memoriser[~(memoriser.memorised_fraction >= MEMORISER_FLOOR)]
+    memoriser = _references(summary, "memoriser").dropna(subset=["memorised_fraction"])
+    bad = memoriser[memoriser.memorised_fraction < MEMORISER_FLOOR]
     if bad.empty:
         return []
     cells = [f"ref:memoriser/n{int(n)}" for n in bad.n_train]
@@ -460,7 +468,7 @@ def check_holdout(summary: pd.DataFrame, rows: pd.DataFrame) -> list[dict[str, A
     gaussian = _references(summary, "gaussian_fit")
     for ref in holdout.itertuples():
         name = f"ref:real_holdout/n{int(ref.n_train)}"
-        if not ref.memorised_fraction <= HOLDOUT_CEILING:
+        if ref.memorised_fraction > HOLDOUT_CEILING:
             message = f"real_holdout memorised_fraction {ref.memorised_fraction:.3g} > 0.1"
             out.append(_violation("real_holdout_at_floor", message, [name]))
         if "mmd2_pca" not in summary.columns or pd.isna(ref.mmd2_pca):
@@ -604,7 +612,7 @@ def analyze(results: str | Path, settings: Settings | None = None) -> dict[str, 
 
     results = Path(results)
     settings = settings or Settings()
-    summary = read_table(results / "summary.csv", SUMMARY_COLUMNS)
+    summary = read_summary(results / "summary.csv")
     path = results / "trajectories.csv"
     trajectories = read_table(path, TRAJECTORY_COLUMNS) if path.exists() else None
     report, laws, rows = analyse(summary, trajectories, settings)
