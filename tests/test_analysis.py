@@ -274,6 +274,7 @@ def test_analyze_cli_is_deterministic_and_writes_every_output(tmp_path):
         (None, "summary.csv: missing"),
         ("", "summary.csv: empty"),
         (",".join(SUMMARY_COLUMNS) + "\n", "summary.csv: empty (no rows"),
+        (",".join(SUMMARY_COLUMNS) + "\nmodel,mlp,tiny,100,0,ok,big,1,0.5,0\n", "'n_params'"),
         ("kind,arch,scale\nmodel,mlp,tiny\n", "'n_train'"),
     ],
 )

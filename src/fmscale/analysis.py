@@ -36,6 +36,14 @@ SUMMARY_COLUMNS = (
     "memorised_fraction",
 )
 """Columns of summary.csv the analysis cannot do without."""
+NUMERIC_COLUMNS = (
+    "n_train",
+    "seed",
+    "n_params",
+    "val_loss",
+    "val_loss_ratio",
+    "memorised_fraction",
+)
 TRAJECTORY_COLUMNS = ("arch", "scale", "n_train", "seed", "step", "memorised_fraction")
 FIT_TARGETS = ("val_loss", "gap")
 COMPARED_METRICS = (
@@ -107,10 +115,13 @@ def read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
 
 
 def read_summary(path: Path) -> pd.DataFrame:
-    """summary.csv, checked for its columns and for at least one row."""
+    """summary.csv, checked for its columns, their types and at least one row."""
     summary = read_table(path, SUMMARY_COLUMNS)
     if summary.empty:
         raise AnalysisError(f"{path}: empty (no rows; run `fmscale summarize` first)")
+    for column in NUMERIC_COLUMNS:
+        if not pd.api.types.is_numeric_dtype(summary[column]):
+            raise AnalysisError(f"{path}: column {column!r} is not numeric")
     return summary
 
 
@@ -308,6 +319,13 @@ def slope_draws(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (y - y.mean(axis=-1, keepdims=True)) @ centred / (centred @ centred)
 
 
+def slope_draws_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least-squares slopes of each row of ``y`` [r, k] against the same row of ``x`` [r, k]."""
+    xc = x - x.mean(axis=1, keepdims=True)
+    yc = y - y.mean(axis=1, keepdims=True)
+    return (xc * yc).sum(axis=1) / (xc * xc).sum(axis=1)
+
+
 def n_star_exponent(entries: dict[str, dict], draws: dict[str, np.ndarray]) -> dict[str, Any]:
     """The slope of log n* on log n_params over one arch's scales with an estimate."""
     estimated = [scale for scale, entry in entries.items() if "estimate" in entry]
@@ -340,30 +358,41 @@ def memorisation_onset(rows: pd.DataFrame, settings: Settings) -> tuple[dict, di
     return n_star, exponents
 
 
+def first_memorising_steps(part: pd.DataFrame) -> dict[tuple[int, int], float | None]:
+    """Per (n_train, seed) of one arch x scale's trajectories: the first snapshot step with
+    memorised_fraction > MEMORISED, None if it never gets there."""
+    steps = {}
+    for (n, seed), cell in part.groupby(["n_train", "seed"]):
+        crossed = cell[cell.memorised_fraction > MEMORISED].step
+        steps[(int(n), int(seed))] = None if crossed.empty else float(crossed.min())
+    return steps
+
+
+def tau_exponent(
+    taus: dict[tuple[int, int], float | None], rng: np.random.Generator, resamples: int
+) -> dict[str, Any]:
+    """The slope of log tau_mem on log n_train with a bootstrap CI over the cells, or a verdict
+    when fewer than MIN_LEVELS sizes have a tau_mem."""
+    found = [(n, tau) for (n, _), tau in taus.items() if tau is not None and tau > 0]
+    if len({n for n, _ in found}) < MIN_LEVELS:
+        return {"verdict": f"fewer than {MIN_LEVELS} n_train values with a tau_mem"}
+    x, y = np.log(np.array(found, float)).T
+    picks = rng.integers(0, len(x), (resamples, len(x)))
+    spread = np.ptp(x[picks], axis=1) > 0  # a resample of a single size has no slope
+    boot = slope_draws_rows(x[picks[spread]], y[picks[spread]])
+    return {"estimate": float(slope_draws(x, y)), "ci": _ci(boot)}
+
+
 def tau_mem(trajectories: pd.DataFrame, settings: Settings) -> dict[str, dict]:
-    """Per cell the first snapshot step with memorised_fraction > MEMORISED (null: none), and
-    per arch x scale the exponent of tau_mem against n_train (>= MIN_LEVELS sizes)."""
+    """Per arch x scale: tau_mem per cell and its exponent against n_train."""
     out: dict[str, dict] = {}
     for (arch, scale), part in trajectories.groupby(["arch", "scale"]):
-        taus = {}
-        for (n, seed), cell in part.groupby(["n_train", "seed"]):
-            cell = cell.sort_values("step")
-            crossed = cell[cell.memorised_fraction > MEMORISED]
-            taus[(int(n), int(seed))] = None if crossed.empty else float(crossed.step.iloc[0])
-        found = [(n, tau) for (n, _), tau in taus.items() if tau is not None and tau > 0]
-        entry: dict[str, Any] = {"cells": {f"n{n}/seed{s}": tau for (n, s), tau in taus.items()}}
-        if len({n for n, _ in found}) < MIN_LEVELS:
-            entry["exponent"] = {
-                "verdict": f"fewer than {MIN_LEVELS} n_train values with a tau_mem"
-            }
-        else:
-            x, y = np.log(np.array(found, float)).T
-            pick = _rng(settings.seed, "tau", arch, scale).integers(
-                0, len(x), (settings.resamples, len(x))
-            )
-            boot = [float(slope_draws(x[p], y[p])) for p in pick if np.ptp(x[p]) > 0]
-            entry["exponent"] = {"estimate": float(slope_draws(x, y)), "ci": _ci(np.array(boot))}
-        out.setdefault(arch, {})[str(scale)] = entry
+        taus = first_memorising_steps(part)
+        rng = _rng(settings.seed, "tau", arch, scale)
+        out.setdefault(str(arch), {})[str(scale)] = {
+            "cells": {f"n{n}/seed{s}": tau for (n, s), tau in taus.items()},
+            "exponent": tau_exponent(taus, rng, settings.resamples),
+        }
     return out
 
 
