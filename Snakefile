@@ -26,6 +26,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/summarize.smk"
+include: "workflow/rules/analyze.smk"
 
 
 # Every cell's metrics are targets in their own right, not only inputs of the summary: without
@@ -35,4 +36,5 @@ rule all:
     default_target: True
     input:
         rules.summarize.output,
+        rules.analyze.output,
         rules.summarize.input.metrics,

@@ -79,6 +79,7 @@ def test_dry_run_job_counts_equal_the_grid(tmp_path, grid):
     assert counts["train"] == n_cells and counts["evaluate"] == n_cells
     assert counts["reference"] == len(grid["n_train"])
     assert counts["verify_params"] == counts["prepare_data"] == counts["summarize"] == 1
+    assert counts["analyze"] == 1
 
 
 @pytest.mark.parametrize(
@@ -120,10 +121,14 @@ def test_end_to_end_then_regenerate_without_training(tmp_path):
     assert len(trajectories.groupby(["arch", "scale", "n_train", "seed"])) == 8
     assert "## mmd2_pca" in (results / "summary.md").read_text()
     assert len(list((results / "plots").glob("*.png"))) == 6
+    analysis = json.loads((results / "analysis.json").read_text())
+    assert analysis["fits"]["mlp"]["val_loss"]["verdict"] == "under-identified"  # 2 scales
+    assert "## Result checks" in (results / "analysis.md").read_text()
+    assert len(list((results / "analysis").glob("*.png"))) == 3
     (results / "summary.md").unlink()
     (results / "summary.csv").unlink()
     dry = job_counts(snakemake("-n", "--configfile", str(cfg)).stdout)
-    assert "train" not in dry and "evaluate" not in dry and dry["summarize"] == 1
+    assert "train" not in dry and "evaluate" not in dry and dry["summarize"] == dry["analyze"] == 1
     snakemake("--cores", "2", "--configfile", str(cfg))
     assert len(pd.read_csv(results / "summary.csv")) == len(summary)
     # The same tables from the CLI, outside Snakemake.

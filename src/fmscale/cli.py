@@ -1,4 +1,5 @@
-"""Command line: ``fmscale params | prepare-data | train | evaluate | reference | summarize``."""
+"""Command line: ``fmscale params | prepare-data | train | evaluate | reference | summarize |
+analyze``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .config import DEVICES, PARAMETERISATIONS, SOLVERS, TrainConfig
+from .study import ANALYSIS_N_SAMPLES
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
@@ -181,6 +183,19 @@ def _cmd_summarize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from .analysis import Settings, analyze
+
+    settings = Settings(resamples=args.resamples, seed=args.seed, n_samples=args.n_samples)
+    report = analyze(args.results, settings)
+    verdicts = [fit["verdict"] for fits in report["fits"].values() for fit in fits.values()]
+    print(
+        f"{args.results}/analysis.md: {verdicts.count('ok')} of {len(verdicts)} fits ok, "
+        f"{len(report['checks'])} result check violation(s)"
+    )
+    return 0
+
+
 def _count(low: int):
     """An argparse type: an integer >= ``low``."""
 
@@ -281,6 +296,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="study config (its grid: lists missing cells as failed)")
     p.add_argument("--settings", help="the same as one JSON string")
     p.set_defaults(func=_cmd_summarize)
+
+    p = sub.add_parser(
+        "analyze", help="scaling-law fits, memorisation onset, comparisons, result checks"
+    )
+    p.add_argument("results", help="results folder holding summary.csv (and trajectories.csv)")
+    p.add_argument(
+        "--resamples", type=_count(10), default=1000, help="bootstrap resamples (default 1000)"
+    )
+    p.add_argument("--seed", type=_count(0), default=0, help="bootstrap seed (default 0)")
+    p.add_argument(
+        "--n-samples",
+        type=_count(1),
+        default=ANALYSIS_N_SAMPLES,
+        help="samples behind each memorised_fraction when summary.csv has no n_samples column "
+        f"(default {ANALYSIS_N_SAMPLES}; the workflow passes evaluate.n_samples)",
+    )
+    p.set_defaults(func=_cmd_analyze)
 
     for name, func, help_ in [
         ("evaluate", _cmd_evaluate, "score a trained cell"),

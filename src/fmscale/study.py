@@ -55,6 +55,10 @@ PLOTS = [
     "mmd2_pca_vs_n_train",
     "memorisation_vs_n_train",
 ]
+ANALYSIS_N_SAMPLES = 300
+"""Samples assumed behind each memorised_fraction when summary.csv has no n_samples column."""
+ANALYSIS_FIGURES = ["heatmaps", "val_loss_fits", "n_star"]
+"""Figures of ``fmscale analyze`` under <results>/analysis/ (PNG), written whatever the grid."""
 
 
 def cells(grid: dict[str, Any]) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@ import os
 import shlex
 
 from fmscale.study import (
+    ANALYSIS_FIGURES,
     CELL_LOG_NAME,
     CELL_PATTERN,
     PLOTS,

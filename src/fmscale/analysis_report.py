@@ -1,0 +1,276 @@
+"""analysis.md and the analysis figures, from the content of analysis.json (and the fits' draws).
+
+A number is never printed without its 95% CI; a fit whose verdict is not ``ok`` prints only
+its verdict.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .analysis import CHECKS, LawResult, scale_order
+from .files import atomic_path
+from .lawfit import log_prediction
+from .study import ANALYSIS_FIGURES
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _with_ci(entry: dict[str, Any]) -> str:
+    """``estimate [lo, hi]``; a CI bound beyond the grid shows as < or >."""
+    low, high = entry["ci"] or (None, None)
+    low_text = "<grid" if low is None else f"{low:.3g}"
+    high_text = ">grid" if high is None else f"{high:.3g}"
+    return f"{entry['estimate']:.3g} [{low_text}, {high_text}]"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
+
+
+def _checks(checks: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Result checks", ""]
+    violated = {check["name"] for check in checks}
+    lines += [f"- {name}: {'VIOLATED' if name in violated else 'ok'}" for name in CHECKS]
+    lines.append("")
+    for check in checks:
+        lines += [f"**{check['name']}**: {check['message']}", ""]
+        lines += [f"cells: {', '.join(check['cells'])}", ""]
+    return lines
+
+
+def _fits(fits: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "## Scaling-law fits: L = E + A / N^alpha + B / n^beta",
+        "",
+        "N = n_params, n = n_train; Huber loss in log space (Hoffmann et al. 2022, approach 3); "
+        "95% percentile bootstrap CIs; loso_error: mean relative error on the largest scale "
+        "of a fit without it. Only `ok` fits print numbers.",
+        "",
+    ]
+    header = ["arch", "target", "verdict", "cells", "E", "A", "alpha", "B", "beta", "loso_error"]
+    rows = []
+    for arch, targets in fits.items():
+        for target, fit in targets.items():
+            row = [arch, target, fit["verdict"], str(fit["n_cells"])]
+            if fit["verdict"] == "ok":
+                names = ("E", "A", "alpha", "B", "beta")
+                row += [_with_ci(fit[name]) for name in names] + [_number(fit["loso_error"])]
+            else:
+                row += [""] * 6
+            rows.append(row)
+    return lines + _table(header, rows)
+
+
+def _n_star(report: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Memorisation onset n*",
+        "",
+        "n* = the n_train where memorised_fraction (mean over seeds) falls through 0.5, linear "
+        "in log n; CI: seeds resampled, each fraction redrawn as a binomial proportion of "
+        f"{report['n_samples']} samples.",
+        "",
+    ]
+    rows = []
+    for arch, scales in report["n_star"].items():
+        for scale, entry in scales.items():
+            text = _with_ci(entry) if "estimate" in entry else entry["verdict"]
+            rows.append([arch, scale, _number(entry["n_params"]), text])
+    lines += _table(["arch", "scale", "params", "n* [95% CI]"], rows)
+    rows = [
+        [arch, _with_ci(entry) if entry.get("ci") else entry.get("verdict", "no CI")]
+        for arch, entry in report["n_star_exponent"].items()
+    ]
+    lines += ["Exponent k of n* ~ params^k:", ""]
+    return lines + _table(["arch", "k [95% CI]"], rows)
+
+
+def _tau_mem(tau: dict[str, dict[str, Any]]) -> list[str]:
+    if not tau:
+        return ["## Memorisation over training time", "", "No trajectories.csv.", ""]
+    lines = [
+        "## Memorisation over training time",
+        "",
+        "tau_mem = the first snapshot step with memorised_fraction > 0.5 (never: -); its "
+        "exponent against n_train where at least 3 sizes have one.",
+        "",
+    ]
+    rows = []
+    for arch, scales in tau.items():
+        for scale, entry in scales.items():
+            cells = ", ".join(f"{cell}: {_number(step)}" for cell, step in entry["cells"].items())
+            exponent = entry["exponent"]
+            text = _with_ci(exponent) if "estimate" in exponent else exponent["verdict"]
+            rows.append([arch, scale, cells, text])
+    return lines + _table(["arch", "scale", "tau_mem per cell", "exponent [95% CI]"], rows)
+
+
+def _comparisons(comparisons: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "## Paired comparisons",
+        "",
+        "Mean difference a - b over cells paired by n_train and seed, 95% bootstrap CI over "
+        "the pairs; resolved = the CI excludes 0. Pooled over n_train; per n_train rows "
+        "(two or more seeds) are listed when resolved.",
+        "",
+    ]
+    rows = [
+        [
+            c["metric"],
+            c["a"],
+            c["b"],
+            "all" if c["n_train"] is None else str(c["n_train"]),
+            str(c["n_pairs"]),
+            _with_ci({"estimate": c["difference"], "ci": c["ci"]}),
+            "yes" if c["resolved"] else "no",
+        ]
+        for c in comparisons
+        if c["n_train"] is None or c["resolved"]
+    ]
+    header = ["metric", "a", "b", "n_train", "pairs", "a - b [95% CI]", "resolved"]
+    return lines + _table(header, rows)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """analysis.md: the result checks first, then fits, onset, trajectories, comparisons."""
+    boot = report["bootstrap"]
+    lines = [
+        "# Analysis",
+        "",
+        f"From summary.csv alone; {boot['resamples']} bootstrap resamples, seed {boot['seed']}.",
+        "",
+        *_checks(report["checks"]),
+        *_fits(report["fits"]),
+        *_n_star(report),
+        *_tau_mem(report["tau_mem"]),
+        *_comparisons(report["comparisons"]),
+    ]
+    return "\n".join(lines)
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def _heatmaps(rows: pd.DataFrame, path: Path) -> None:
+    """Per arch (one row of panels): gap and memorised_fraction over scale x n_train."""
+    import matplotlib.pyplot as plt
+
+    archs = sorted(rows.arch.unique()) or ["(no finished cells)"]
+    metrics = ["gap", "memorised_fraction"]
+    fig, axes = plt.subplots(len(archs), 2, figsize=(9, 2.6 * len(archs)), squeeze=False)
+    for ax_row, arch in zip(axes, archs, strict=True):
+        part = rows[rows.arch == arch]
+        scales = scale_order(part)
+        for ax, metric in zip(ax_row, metrics, strict=True):
+            ax.set_title(f"{arch}: {metric}")
+            if part.empty or metric not in part.columns:
+                continue
+            table = part.pivot_table(index="scale", columns="n_train", values=metric)
+            table = table.reindex(scales)
+            image = ax.imshow(table.to_numpy(float), aspect="auto", origin="lower", cmap="viridis")
+            params = part.groupby("scale").n_params.median()
+            ax.set_yticks(range(len(scales)), [f"{s} ({params[s] / 1e6:.2g}M)" for s in scales])
+            ax.set_xticks(range(table.shape[1]), [str(n) for n in table.columns])
+            ax.set_xlabel("n_train")
+            for (i, j), value in np.ndenumerate(table.to_numpy(float)):
+                if np.isfinite(value):
+                    ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=7, color="w")
+            fig.colorbar(image, ax=ax)
+    _save(fig, path)
+
+
+def _law_band(law: LawResult, n_params: float, sizes: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The fitted curve at ``sizes`` for one parameter count, and its 95% bootstrap band."""
+    log_params = np.full(len(sizes), np.log(n_params))
+    curve = np.exp(log_prediction(law.theta, log_params, np.log(sizes)))
+    draws = np.exp(log_prediction(law.draws, log_params, np.log(sizes)))
+    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+    return curve, low, high
+
+
+def _val_loss_fits(rows: pd.DataFrame, laws: dict[str, dict[str, LawResult]], path: Path) -> None:
+    """Per arch: val_loss vs n_train per scale, with the fitted law and its band when ok."""
+    import matplotlib.pyplot as plt
+
+    archs = sorted(rows.arch.unique()) or ["(no finished cells)"]
+    fig, axes = plt.subplots(1, len(archs), figsize=(4.2 * len(archs), 3.4), squeeze=False)
+    for ax, arch in zip(axes[0], archs, strict=True):
+        part = rows[rows.arch == arch]
+        law = laws.get(arch, {}).get("val_loss")
+        fitted = law is not None and law.entry["verdict"] == "ok"
+        for scale in scale_order(part):
+            cells = part[part.scale == scale]
+            means = cells.groupby("n_train").val_loss.mean()
+            line = ax.plot(means.index, means.values, "o", label=scale)[0]
+            if fitted:
+                sizes = np.geomspace(means.index.min(), means.index.max(), 50)
+                curve, low, high = _law_band(law, cells.n_params.median(), sizes)
+                ax.plot(sizes, curve, color=line.get_color())
+                ax.fill_between(sizes, low, high, color=line.get_color(), alpha=0.2)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("n_train")
+        ax.set_ylabel("val_loss")
+        ax.set_title(f"{arch}: fit {law.entry['verdict'] if law else 'none'}")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def _n_star_figure(report: dict[str, Any], path: Path) -> None:
+    """n* against parameters per arch (95% CI bars), with the diagonal n* = params."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    estimated = []
+    for arch, scales in report["n_star"].items():
+        points = [entry for entry in scales.values() if "estimate" in entry]
+        if not points:
+            continue
+        x = np.array([entry["n_params"] for entry in points])
+        y = np.array([entry["estimate"] for entry in points])
+        low = np.array([entry["ci"][0] or entry["estimate"] for entry in points])
+        high = np.array([entry["ci"][1] or entry["estimate"] for entry in points])
+        ax.errorbar(x, y, yerr=[y - low, high - y], marker="o", capsize=3, label=arch)
+        estimated += [*x, *y]
+    if estimated:
+        span = np.array([min(estimated), max(estimated)])
+        ax.plot(span, span, "k--", linewidth=1, label="n* = params")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no n* inside the grid", ha="center", transform=ax.transAxes)
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("n* (memorised_fraction = 0.5)")
+    _save(fig, path)
+
+
+def write_figures(
+    rows: pd.DataFrame,
+    report: dict[str, Any],
+    laws: dict[str, dict[str, LawResult]],
+    out_dir: Path,
+) -> list[Path]:
+    """The ANALYSIS_FIGURES under ``out_dir``; each is written even when it has nothing to show."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    paths = [out_dir / f"{name}.png" for name in ANALYSIS_FIGURES]
+    _heatmaps(rows, paths[0])
+    _val_loss_fits(rows, laws, paths[1])
+    _n_star_figure(report, paths[2])
+    return paths

@@ -1,0 +1,306 @@
+"""The analysis of summary.csv: law fits, memorisation onset, comparisons, checks, the CLI."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fmscale.analysis import (
+    SUMMARY_COLUMNS,
+    Settings,
+    analyse,
+    fit_law,
+    log_crossing,
+    memorisation_onset,
+    model_rows,
+    result_checks,
+    tau_mem,
+)
+from fmscale.analysis_report import markdown
+from fmscale.cli import main
+from fmscale.study import ANALYSIS_FIGURES
+
+LAW = {"E": 0.8, "A": 30.0, "alpha": 0.3, "B": 20.0, "beta": 0.5}
+SCALES = {"tiny": 1e5, "small": 4e5, "base": 1.6e6}
+SIZES = [50, 200, 800, 3200]
+
+
+def law_table(rng, params, sizes, seeds, noise=0.03):
+    """Model rows of one arch drawn from LAW with multiplicative log-normal noise."""
+    rows = []
+    for i, n_params in enumerate(params):
+        for n in sizes:
+            for seed in range(seeds):
+                loss = LAW["E"] + LAW["A"] / n_params ** LAW["alpha"] + LAW["B"] / n ** LAW["beta"]
+                rows.append(
+                    {
+                        "arch": "mlp",
+                        "scale": f"s{i}",
+                        "n_train": n,
+                        "seed": seed,
+                        "n_params": n_params,
+                        "val_loss": loss * math.exp(rng.normal(0, noise)),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def memorised(n_params, n):
+    """A memorised_fraction falling through 0.5 at n* = n_params / 1000."""
+    return 1 / (1 + (n / (n_params / 1000)) ** 2)
+
+
+def clean_summary(seeds=2):
+    """A summary.csv frame with two archs, reference rows, and no result check violated."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for arch in ("mlp", "unet"):
+        for scale, n_params in SCALES.items():
+            for n in SIZES:
+                for seed in range(seeds):
+                    loss = 0.8 + 30 / n_params**0.3 + 20 / n**0.5 + rng.normal(0, 0.005)
+                    rows.append(
+                        {
+                            "kind": "model",
+                            "arch": arch,
+                            "scale": scale,
+                            "n_train": n,
+                            "seed": seed,
+                            "status": "ok",
+                            "n_params": n_params,
+                            "val_loss": loss,
+                            "val_loss_ratio": loss / (loss + 1),
+                            "gap": 0.3 / n**0.5,
+                            "gap_ratio": 1 + 0.3 / n**0.5,
+                            "memorised_fraction": memorised(n_params, n),
+                            "precision_pca": 0.5 + rng.normal(0, 0.01),
+                            "mmd2_pca": 0.02 + abs(rng.normal(0, 0.002)),
+                        }
+                    )
+    for n in SIZES:
+        for name, fraction, mmd in (
+            ("memoriser", 1.0, 0.001),
+            ("real_holdout", 0.0, 0.0005),
+            ("gaussian_fit", 0.0, 0.05),
+        ):
+            rows.append(
+                {
+                    "kind": "reference",
+                    "arch": name,
+                    "scale": "",
+                    "n_train": n,
+                    "status": "ok",
+                    "memorised_fraction": fraction,
+                    "mmd2_pca": mmd,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_law_fit_cis_cover_the_true_exponents():
+    """Over 30 seeded draws from a known law, the 95% CIs of alpha and beta cover the truth."""
+    settings = Settings(resamples=150, refit_grid_starts=0)
+    params = [1e5, 4e5, 1.6e6, 6.4e6, 2.56e7]
+    sizes = [100, 250, 630, 1600, 4000, 10000]
+    covered = {"alpha": 0, "beta": 0}
+    draws = 30
+    for draw in range(draws):
+        table = law_table(np.random.default_rng(draw), params, sizes, seeds=3)
+        entry = fit_law(table, "val_loss", settings, "mlp").entry
+        assert entry["verdict"] == "ok" and entry["n_cells"] == len(table)
+        for name in covered:
+            low, high = entry[name]["ci"]
+            covered[name] += low <= LAW[name] <= high
+        assert 0 < entry["loso_error"] < 0.1
+    assert min(covered.values()) >= 0.85 * draws, covered
+
+
+def test_two_scales_give_the_verdict_not_numbers():
+    table = law_table(np.random.default_rng(0), [1e5, 4e5], [100, 400, 1600, 6400], seeds=2)
+    entry = fit_law(table, "val_loss", Settings(resamples=50), "mlp").entry
+    assert entry["verdict"] == "under-identified"
+    assert entry["alpha"] == {"estimate": None, "ci": None} and entry["loso_error"] is None
+    summary = table.assign(kind="model", status="ok", val_loss_ratio=0.5, memorised_fraction=0.0)
+    report, _, _ = analyse(summary, None, Settings(resamples=20))
+    line = next(row for row in markdown(report).splitlines() if row.startswith("| mlp | val_loss"))
+    assert "under-identified" in line and not any(ch.isdigit() for ch in line.split("|")[5:])
+
+
+def test_crossing_interpolates_in_log_n_and_names_the_grid_edges():
+    log_n = np.log([100.0, 200.0, 400.0, 800.0])
+    crossing = log_crossing(log_n, np.array([0.9, 0.7, 0.3, 0.1]))
+    assert math.exp(crossing) == pytest.approx(200 * math.sqrt(2))
+    assert log_crossing(log_n, np.array([0.9, 0.8, 0.7, 0.6])) == np.inf
+    assert log_crossing(log_n, np.array([0.4, 0.3, 0.2, 0.1])) == -np.inf
+    # The last fall through 0.5 counts: a dip and recovery before it does not.
+    assert math.exp(log_crossing(log_n, np.array([0.9, 0.4, 0.9, 0.1]))) == pytest.approx(
+        400 * 2 ** (0.4 / 0.8)
+    )
+
+
+def test_n_star_per_scale_and_its_exponent_against_params():
+    rows = model_rows(clean_summary(seeds=3))
+    n_star, exponents = memorisation_onset(rows, Settings(resamples=200, n_samples=2000))
+    for scale, n_params in SCALES.items():
+        entry = n_star["mlp"][scale]
+        true = n_params / 1000
+        # The law is not linear in log n between grid points: allow the interpolation error.
+        assert entry["estimate"] == pytest.approx(true, rel=0.35)
+        low, high = entry["ci"]
+        assert low < entry["estimate"] < high
+    exponent = exponents["mlp"]
+    assert exponent["estimate"] == pytest.approx(1.0, abs=0.15)
+    assert exponent["ci"][0] < exponent["estimate"] < exponent["ci"][1]
+
+
+def test_n_star_above_and_below_the_grid():
+    rows = model_rows(clean_summary())
+    high = rows.assign(memorised_fraction=0.8)
+    low = rows.assign(memorised_fraction=0.2)
+    settings = Settings(resamples=50)
+    assert memorisation_onset(high, settings)[0]["mlp"]["tiny"]["verdict"] == "above the grid"
+    assert memorisation_onset(low, settings)[0]["unet"]["base"]["verdict"] == "below the grid"
+    assert "verdict" in memorisation_onset(low, settings)[1]["mlp"]
+
+
+def test_tau_mem_is_the_first_step_above_one_half():
+    rows = []
+    for n, onset in ((100, 40), (400, 160), (1600, 640)):
+        for step in (10, 20, 40, 80, 160, 320, 640, 1280):
+            rows.append(
+                {
+                    "arch": "mlp",
+                    "scale": "tiny",
+                    "n_train": n,
+                    "seed": 0,
+                    "step": step,
+                    "memorised_fraction": 0.9 if step >= onset else 0.1,
+                }
+            )
+    rows.append({**rows[-1], "n_train": 6400, "memorised_fraction": 0.0})
+    out = tau_mem(pd.DataFrame(rows), Settings(resamples=50))["mlp"]["tiny"]
+    assert out["cells"] == {
+        "n100/seed0": 40,
+        "n400/seed0": 160,
+        "n1600/seed0": 640,
+        "n6400/seed0": None,
+    }
+    assert out["exponent"]["estimate"] == pytest.approx(1.0)
+
+
+def violate(summary, name):
+    """``summary`` with one crafted violation of the check ``name``; the cells it involves."""
+    frame = summary.copy()
+    models = frame.kind == "model"
+    if name == "memoriser_memorises":
+        frame.loc[(frame.arch == "memoriser") & (frame.n_train == 200), "memorised_fraction"] = 0.4
+        return frame, ["ref:memoriser/n200"]
+    if name == "real_holdout_at_floor":
+        frame.loc[(frame.arch == "real_holdout") & (frame.n_train == 800), "mmd2_pca"] = 0.03
+        return frame, ["ref:real_holdout/n800", "mlp/tiny/n800/seed0"]
+    cell = models & (frame.arch == "unet") & (frame.scale == "base")
+    if name == "models_beat_zero_velocity":
+        frame.loc[cell & (frame.n_train == 50) & (frame.seed == 1), "val_loss_ratio"] = 1.05
+        return frame, ["unet/base/n50/seed1"]
+    if name == "memorisation_falls_with_n":
+        frame.loc[cell & (frame.n_train == 3200), "memorised_fraction"] = 0.95
+        return frame, ["unet/base/n3200/seed0"]
+    frame.loc[cell & (frame.n_train == 3200), "val_loss"] += 1.0
+    return frame, ["unet/base/n3200/seed0", "unet/tiny/n3200/seed0"]
+
+
+def test_clean_table_passes_every_check():
+    summary = clean_summary()
+    assert result_checks(summary, model_rows(summary), Settings()) == []
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "memoriser_memorises",
+        "real_holdout_at_floor",
+        "models_beat_zero_velocity",
+        "memorisation_falls_with_n",
+        "capacity_does_not_hurt",
+    ],
+)
+def test_each_check_fires_on_its_violation(name):
+    summary, cells = violate(clean_summary(), name)
+    checks = result_checks(summary, model_rows(summary), Settings())
+    assert [check["name"] for check in checks] == [name]
+    assert set(cells) <= set(checks[0]["cells"]), checks[0]
+
+
+def test_paired_comparisons_resolve_a_real_difference_only():
+    summary = clean_summary(seeds=3)
+    worse = (summary.kind == "model") & (summary.arch == "unet")
+    summary.loc[worse, "val_loss_ratio"] += 0.1
+    report, _, _ = analyse(summary, None, Settings(resamples=200))
+    pooled = {
+        (c["metric"], c["a"], c["b"]): c for c in report["comparisons"] if c["n_train"] is None
+    }
+    difference = pooled[("val_loss_ratio", "mlp/base", "unet/base")]
+    assert difference["resolved"] and difference["difference"] == pytest.approx(-0.1, abs=0.01)
+    assert difference["n_pairs"] == len(SIZES) * 3
+    assert not pooled[("precision_pca", "mlp/base", "unet/base")]["resolved"]
+
+
+def test_analyze_cli_is_deterministic_and_writes_every_output(tmp_path):
+    summary, _ = violate(clean_summary(), "models_beat_zero_velocity")
+    summary.to_csv(tmp_path / "summary.csv", index=False)
+    args = ["analyze", str(tmp_path), "--resamples", "40"]
+    assert main(args) == 0
+    first = (tmp_path / "analysis.json").read_bytes()
+    assert main(args) == 0
+    assert (tmp_path / "analysis.json").read_bytes() == first
+    report = json.loads(first)
+    assert set(report) >= {"fits", "n_star", "n_star_exponent", "tau_mem", "comparisons"}
+    assert report["bootstrap"] == {"resamples": 40, "seed": 0}
+    assert [check["name"] for check in report["checks"]] == ["models_beat_zero_velocity"]
+    text = (tmp_path / "analysis.md").read_text()
+    assert text.index("## Result checks") < text.index("## Scaling-law fits")
+    assert "unet/base/n50/seed1" in text
+    for name in ANALYSIS_FIGURES:
+        assert (tmp_path / "analysis" / f"{name}.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "write,needle",
+    [
+        (None, "summary.csv: missing"),
+        ("", "summary.csv: empty"),
+        (",".join(SUMMARY_COLUMNS) + "\n", "summary.csv: empty (no rows"),
+        (",".join(SUMMARY_COLUMNS) + "\nmodel,mlp,tiny,100,0,ok,big,1,0.5,0\n", "'n_params'"),
+        ("kind,arch,scale\nmodel,mlp,tiny\n", "'n_train'"),
+    ],
+)
+def test_bad_summary_exits_2_naming_the_file_or_column(tmp_path, capsys, write, needle):
+    if write is not None:
+        (tmp_path / "summary.csv").write_text(write)
+    assert main(["analyze", str(tmp_path)]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_bad_trajectories_exit_2_naming_the_column(tmp_path, capsys):
+    clean_summary().to_csv(tmp_path / "summary.csv", index=False)
+    (tmp_path / "trajectories.csv").write_text("arch,scale,n_train,seed\n")
+    assert main(["analyze", str(tmp_path), "--resamples", "10"]) == 2
+    assert "trajectories.csv: no column 'step'" in capsys.readouterr().err
+
+
+def test_analysis_does_not_import_torch():
+    code = "import sys, fmscale.analysis, fmscale.analysis_report; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_holdout_that_copies_training_rows_is_flagged():
+    summary = clean_summary()
+    summary.loc[summary.arch == "real_holdout", "memorised_fraction"] = 0.3
+    checks = result_checks(summary, model_rows(summary), Settings())
+    assert {check["name"] for check in checks} == {"real_holdout_at_floor"}
+    assert len(checks) == len(SIZES)

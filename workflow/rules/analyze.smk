@@ -1,0 +1,30 @@
+# Scaling-law fits, memorisation onset, paired comparisons and result checks, from the summary
+# alone (fmscale.analysis). Checks are reported in analysis.md, never fatal.
+
+
+rule analyze:
+    input:
+        csv=rules.summarize.output.csv,
+        trajectories=rules.summarize.output.trajectories,
+    output:
+        md=report(
+            f"{RESULTS}/analysis.md",
+            caption="../report/analysis.rst",
+            category="Analysis",
+        ),
+        json=f"{RESULTS}/analysis.json",
+        figures=report(
+            expand(f"{RESULTS}/analysis/{{name}}.png", name=ANALYSIS_FIGURES),
+            caption="../report/analysis_figures.rst",
+            category="Analysis",
+        ),
+    log:
+        f"{RESULTS}/logs/analyze.log",
+    conda:
+        "../../envs/fmscale.yaml"
+    params:
+        results=lambda wildcards, output: os.path.dirname(output.json),
+        # Samples behind each memorised_fraction (evaluate draws this many, capped by n_test).
+        n_samples=min(STUDY.evaluate.n_samples, STUDY.data.n_test),
+    shell:
+        "fmscale analyze {params.results:q} --n-samples {params.n_samples} > {log:q} 2>&1"
