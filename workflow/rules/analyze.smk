@@ -21,10 +21,10 @@ rule analyze:
     log:
         f"{RESULTS}/logs/analyze.log",
     conda:
-        "../../envs/fmscale.yaml"
+        CPU_ENV
     params:
         results=lambda wildcards, output: os.path.dirname(output.json),
         # Samples behind each memorised_fraction (evaluate draws this many, capped by n_test).
         n_samples=min(STUDY.evaluate.n_samples, STUDY.data.n_test),
     shell:
-        "fmscale analyze {params.results:q} --n-samples {params.n_samples} > {log:q} 2>&1"
+        "python -m fmscale analyze {params.results:q} --n-samples {params.n_samples} > {log:q} 2>&1"
