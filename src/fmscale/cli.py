@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .config import DEVICES, PARAMETERISATIONS, SOLVERS, TrainConfig
+from .plan import DEFAULT_UTILISATION
 from .study import ANALYSIS_N_SAMPLES
 
 
@@ -211,6 +212,43 @@ def _count(low: int):
     return parse
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from .config import merge_configs, read_yaml
+    from .files import atomic_write
+    from .plan import plan
+    from .study import load_study
+
+    files = [f for f in [args.base, *args.configfile] if f]
+    raw: dict = {}
+    for path in files:
+        raw = merge_configs(raw, read_yaml(path))
+    study = load_study(raw)
+    if study.data.source == "synthetic":
+        data_dim = study.data.synthetic.dim
+    elif args.data_dim:
+        data_dim = args.data_dim
+    else:
+        raise ValueError(
+            f"data.source={study.data.source!r}: give the data's dimension with --data-dim D"
+        )
+    text = plan(study, data_dim, args.utilisation, args.cpu_steps, " + ".join(map(str, files)))
+    if args.out:
+        atomic_write(Path(args.out), text.encode())
+    print(text, end="")
+    return 0
+
+
+def _share(text: str) -> float:
+    """An argparse type: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} must be in (0, 1]")
+    return value
+
+
 def _device(text: str) -> str:
     """An argparse type: one of DEVICES or cuda:N."""
     if text in DEVICES or re.fullmatch(r"cuda:\d+", text):
@@ -313,6 +351,32 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {ANALYSIS_N_SAMPLES}; the workflow passes evaluate.n_samples)",
     )
     p.set_defaults(func=_cmd_analyze)
+
+    p = sub.add_parser("plan", help="what a study costs before it runs (jobs, FLOPs, GPU-hours)")
+    p.add_argument(
+        "--configfile",
+        action="append",
+        default=[],
+        help="study config merged over --base, as snakemake --configfile (repeatable)",
+    )
+    p.add_argument(
+        "--base", default="config.yaml", help="the Snakefile's config (default config.yaml)"
+    )
+    p.add_argument("--data-dim", type=_count(1), help="D, for a study on an embeddings file")
+    p.add_argument(
+        "--utilisation",
+        type=_share,
+        default=DEFAULT_UTILISATION,
+        help=f"assumed share of the GPU's peak (default {DEFAULT_UTILISATION})",
+    )
+    p.add_argument(
+        "--cpu-steps",
+        type=_count(0),
+        default=2,
+        help="timed training steps per arch x scale on this CPU (0: skip; default 2)",
+    )
+    p.add_argument("--out", help="also write the plan (Markdown) here")
+    p.set_defaults(func=_cmd_plan)
 
     for name, func, help_ in [
         ("evaluate", _cmd_evaluate, "score a trained cell"),

@@ -398,6 +398,18 @@ def check_sections(raw: dict[str, Any], where: str) -> None:
             _coerce(name, value, hints[name])
 
 
+def merge_configs(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``overlay`` over ``base`` as Snakemake merges ``--configfile``: mappings key by key,
+    everything else replaced."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_configs(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML mapping from ``path``; errors name the file."""
     try:
