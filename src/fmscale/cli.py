@@ -225,12 +225,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     study = load_study(raw)
     if study.data.source == "synthetic":
         data_dim = study.data.synthetic.dim
-    elif args.data_dim:
-        data_dim = args.data_dim
-    else:
-        raise ValueError(
-            f"data.source={study.data.source!r}: give the data's dimension with --data-dim D"
-        )
+    else:  # the file's own D (read once), unless given
+        from .data import load_embeddings
+
+        data_dim = args.data_dim or load_embeddings(study.data.path).shape[1]
     text = plan(study, data_dim, args.utilisation, args.cpu_steps, " + ".join(map(str, files)))
     if args.out:
         atomic_write(Path(args.out), text.encode())
@@ -362,7 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--base", default="config.yaml", help="the Snakefile's config (default config.yaml)"
     )
-    p.add_argument("--data-dim", type=_count(1), help="D, for a study on an embeddings file")
+    p.add_argument(
+        "--data-dim", type=_count(1), help="D of a study on an embeddings file (default: read it)"
+    )
     p.add_argument(
         "--utilisation",
         type=_share,

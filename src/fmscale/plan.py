@@ -170,12 +170,12 @@ def render(
         " this machine x steps.",
         "",
         "| arch | scale | n_train | params | steps | train FLOPs | eval FLOPs | CPU s/step |"
-        " CPU h |",
+        " CPU s |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in costs:
         cpu = (
-            f"{c.cpu_s_per_step:.3f} | {c.cpu_s_per_step * c.steps / 3600:.2f}"
+            f"{c.cpu_s_per_step:.3g} | {c.cpu_s_per_step * c.steps:.3g}"
             if c.cpu_s_per_step is not None
             else "not measured | "
         )
@@ -200,7 +200,7 @@ def render(
     cpu_cells = [c for c in costs if c.cpu_s_per_step is not None]
     if cpu_cells:
         cpu_h = sum(c.cpu_s_per_step * c.steps * c.seeds for c in cpu_cells) / 3600
-        lines += ["", f"Training on this CPU, one job at a time: {cpu_h:.3g} h."]
+        lines += ["", f"Training every cell on this CPU, one job at a time: {cpu_h:.3g} h."]
     disk = disk_bytes(costs, study, data_dim)
     lines += [
         "",
