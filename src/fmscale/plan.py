@@ -133,6 +133,7 @@ def jobs_per_rule(study: StudyConfig) -> dict[str, int]:
         "reference": len(study.grid.n_train),
         "summarize": 1,
         "analyze": 1,
+        "all": 1,
     }
 
 
@@ -144,6 +145,15 @@ def disk_bytes(costs: list[CellCost], study: StudyConfig, data_dim: int) -> dict
     data = study.data
     rows = (data.synthetic.n_rows if data.source == "synthetic" else 0) + data.n_val + data.n_test
     return {"cells": cells_bytes, "dataset": rows * data_dim * BYTES_PER_VALUE}
+
+
+def _same_cost_rows(costs: list[CellCost]) -> list[tuple[CellCost, str]]:
+    """One row per arch x scale x steps, its n_train values joined (an iso-step study costs the
+    same at every n_train)."""
+    rows: dict[tuple[str, str, int], list[CellCost]] = {}
+    for c in costs:
+        rows.setdefault((c.arch, c.scale, c.steps), []).append(c)
+    return [(group[0], ", ".join(str(c.n_train) for c in group)) for group in rows.values()]
 
 
 def render(
@@ -163,7 +173,7 @@ def render(
         "| rule | jobs |",
         "|---|---:|",
         *(f"| {rule} | {n} |" for rule, n in jobs.items()),
-        f"| all | {sum(jobs.values())} |",
+        f"| total | {sum(jobs.values())} |",
         "",
         "Per cell (one seed). FLOPs: train = one counted step x steps; eval = evaluate's samples"
         " at every NFE plus the trajectory snapshots. CPU: measured median seconds per step on"
@@ -173,14 +183,14 @@ def render(
         " CPU s |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for c in costs:
+    for c, sizes in _same_cost_rows(costs):
         cpu = (
             f"{c.cpu_s_per_step:.3g} | {c.cpu_s_per_step * c.steps:.3g}"
             if c.cpu_s_per_step is not None
             else "not measured | "
         )
         lines.append(
-            f"| {c.arch} | {c.scale} | {c.n_train} | {c.n_params:,} | {c.steps:,} | "
+            f"| {c.arch} | {c.scale} | {sizes} | {c.n_params:,} | {c.steps:,} | "
             f"{c.train_flops:.3g} | {c.eval_flops:.3g} | {cpu} |"
         )
     estimated = sorted({c.flops_estimated_part for c in costs if c.flops_estimated_part})
