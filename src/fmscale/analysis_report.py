@@ -16,6 +16,7 @@ from .analysis import CHECKS, LawResult, scale_order
 from .files import atomic_path
 from .lawfit import log_prediction
 from .study import ANALYSIS_FIGURES
+from .summarize import log_axes
 
 
 def _number(value: float | None) -> str:
@@ -220,8 +221,9 @@ def _val_loss_fits(rows: pd.DataFrame, laws: dict[str, dict[str, LawResult]], pa
                 curve, low, high = _law_band(law, cells.n_params.median(), sizes)
                 ax.plot(sizes, curve, color=line.get_color())
                 ax.fill_between(sizes, low, high, color=line.get_color(), alpha=0.2)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        log_axes(ax, "x")  # val_loss spans less than a decade: a linear y keeps its labels
+        sizes = sorted(part.n_train.unique())
+        ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
         ax.set_xlabel("n_train")
         ax.set_ylabel("val_loss")
         ax.set_title(f"{arch}: fit {law.entry['verdict'] if law else 'none'}")
@@ -249,8 +251,7 @@ def _n_star_figure(report: dict[str, Any], path: Path) -> None:
     if estimated:
         span = np.array([min(estimated), max(estimated)])
         ax.plot(span, span, "k--", linewidth=1, label="n* = params")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        log_axes(ax, "x", "y")
         ax.legend(fontsize=7)
     else:
         ax.text(0.5, 0.5, "no n* inside the grid", ha="center", transform=ax.transAxes)

@@ -434,12 +434,14 @@ def summary_markdown(frame: pd.DataFrame, grid: dict[str, list]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _log_x(ax) -> None:
-    """Log x axis labelled only at powers of ten (minor labels overlap)."""
+def log_axes(ax, *names: str) -> None:
+    """Log scale on the named axes ("x", "y"), labelled only at powers of ten (minor labels
+    overlap)."""
     from matplotlib.ticker import NullFormatter
 
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    for name in names:
+        getattr(ax, f"set_{name}scale")("log")
+        getattr(ax, f"{name}axis").set_minor_formatter(NullFormatter())
 
 
 def _legend(ax, **kwargs: Any) -> None:
@@ -480,7 +482,7 @@ def _plot_vs_params(frame: pd.DataFrame, metric: str, grid: dict[str, list], pat
                     linewidth=1,
                     label=name,
                 )
-        _log_x(ax)
+        log_axes(ax, "x")
         ax.set_title(f"n_train = {n}")
         ax.set_xlabel("parameters")
     axes[0][0].set_ylabel(metric)
@@ -509,7 +511,7 @@ def _plot_vs_n_train(
             part = refs[refs.arch == name].sort_values("n_train")
             if part[metric].notna().any():
                 ax.plot(part.n_train, part[metric], style, linewidth=1, label=f"ref: {name}")
-        _log_x(ax)
+        log_axes(ax, "x")
         ax.set_xlabel("n_train")
         ax.set_ylabel(metric)
     _legend(axes[0][-1], fontsize=6, ncol=2)
