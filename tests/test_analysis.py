@@ -249,6 +249,20 @@ def test_paired_comparisons_resolve_a_real_difference_only():
     assert not pooled[("precision_pca", "mlp/base", "unet/base")]["resolved"]
 
 
+def test_few_pairs_get_the_student_t_interval_not_a_bootstrap():
+    from fmscale.analysis import MIN_BOOTSTRAP_PAIRS, _comparison
+
+    rng = np.random.default_rng(0)
+    three = _comparison(np.array([0.10, 0.12, 0.14]), rng, 200)
+    assert three["ci_method"] == "t" and three["resolved"]
+    # mean 0.12, sd 0.02, t(0.975, 2) = 4.303: half-width 0.0497
+    assert three["ci"] == pytest.approx([0.12 - 0.0497, 0.12 + 0.0497], abs=1e-4)
+    one = _comparison(np.array([0.5]), rng, 200)
+    assert one["ci"] is None and not one["resolved"]
+    many = _comparison(rng.normal(0.3, 0.01, MIN_BOOTSTRAP_PAIRS), rng, 200)
+    assert many["ci_method"] == "bootstrap" and many["resolved"]
+
+
 def test_analyze_cli_is_deterministic_and_writes_every_output(tmp_path):
     summary, _ = violate(clean_summary(), "models_beat_zero_velocity")
     summary.to_csv(tmp_path / "summary.csv", index=False)

@@ -117,9 +117,10 @@ def _comparisons(comparisons: list[dict[str, Any]]) -> list[str]:
     lines = [
         "## Paired comparisons",
         "",
-        "Mean difference a - b over cells paired by n_train and seed, 95% bootstrap CI over "
-        "the pairs; resolved = the CI excludes 0. Pooled over n_train; per n_train rows "
-        "(two or more seeds) are listed when resolved.",
+        "Mean difference a - b over cells paired by n_train and seed; 95% CI over the pairs: "
+        "a percentile bootstrap from 10 pairs on, the Student-t interval below (method "
+        "column); resolved = the CI excludes 0. Pooled over n_train; per n_train rows (two or "
+        "more seeds) are listed when resolved.",
         "",
     ]
     rows = [
@@ -130,12 +131,13 @@ def _comparisons(comparisons: list[dict[str, Any]]) -> list[str]:
             "all" if c["n_train"] is None else str(c["n_train"]),
             str(c["n_pairs"]),
             _with_ci({"estimate": c["difference"], "ci": c["ci"]}),
+            c["ci_method"] or "none (one pair)",
             "yes" if c["resolved"] else "no",
         ]
         for c in comparisons
         if c["n_train"] is None or c["resolved"]
     ]
-    header = ["metric", "a", "b", "n_train", "pairs", "a - b [95% CI]", "resolved"]
+    header = ["metric", "a", "b", "n_train", "pairs", "a - b [95% CI]", "CI", "resolved"]
     return lines + _table(header, rows)
 
 
