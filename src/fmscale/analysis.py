@@ -313,17 +313,12 @@ def n_star_cell(
     return entry, draws
 
 
-def slope_draws(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Least-squares slopes of each row of ``y`` [..., k] against ``x`` [k]."""
-    centred = x - x.mean()
-    return (y - y.mean(axis=-1, keepdims=True)) @ centred / (centred @ centred)
-
-
-def slope_draws_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Least-squares slopes of each row of ``y`` [r, k] against the same row of ``x`` [r, k]."""
-    xc = x - x.mean(axis=1, keepdims=True)
-    yc = y - y.mean(axis=1, keepdims=True)
-    return (xc * yc).sum(axis=1) / (xc * xc).sum(axis=1)
+def slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least-squares slopes of ``y`` against ``x`` along the last axis; ``x`` is [k] (shared by
+    every row of ``y``) or shaped like ``y`` (a row of x per row of y)."""
+    xc = x - x.mean(axis=-1, keepdims=True)
+    yc = y - y.mean(axis=-1, keepdims=True)
+    return (xc * yc).sum(axis=-1) / (xc * xc).sum(axis=-1)
 
 
 def n_star_exponent(entries: dict[str, dict], draws: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -336,8 +331,8 @@ def n_star_exponent(entries: dict[str, dict], draws: dict[str, np.ndarray]) -> d
     boot = np.stack([draws[scale] for scale in estimated], axis=1)
     finite = np.isfinite(boot).all(axis=1)
     return {
-        "estimate": float(slope_draws(x, y)),
-        "ci": _ci(slope_draws(x, boot[finite])) if finite.any() else None,
+        "estimate": float(slopes(x, y)),
+        "ci": _ci(slopes(x, boot[finite])) if finite.any() else None,
         "scales": len(estimated),
         "resamples_inside_grid": int(finite.sum()),
     }
@@ -379,8 +374,8 @@ def tau_exponent(
     x, y = np.log(np.array(found, float)).T
     picks = rng.integers(0, len(x), (resamples, len(x)))
     spread = np.ptp(x[picks], axis=1) > 0  # a resample of a single size has no slope
-    boot = slope_draws_rows(x[picks[spread]], y[picks[spread]])
-    return {"estimate": float(slope_draws(x, y)), "ci": _ci(boot)}
+    boot = slopes(x[picks[spread]], y[picks[spread]])
+    return {"estimate": float(slopes(x, y)), "ci": _ci(boot)}
 
 
 def tau_mem(trajectories: pd.DataFrame, settings: Settings) -> dict[str, dict]:
