@@ -224,12 +224,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         raw = merge_configs(raw, read_yaml(path))
     study = load_study(raw)
     if study.data.source == "synthetic":
-        data_dim = study.data.synthetic.dim
-    else:  # the file's own D (read once), unless given
+        data_shape = (study.data.synthetic.n_rows, study.data.synthetic.dim)
+    else:  # the file's rows and D, as prepare-data will read them
         from .data import load_embeddings
 
-        data_dim = args.data_dim or load_embeddings(study.data.path).shape[1]
-    text = plan(study, data_dim, args.utilisation, args.cpu_steps, " + ".join(map(str, files)))
+        data_shape = tuple(load_embeddings(study.data.path).shape)
+    text = plan(study, data_shape, args.utilisation, args.cpu_steps, " + ".join(map(str, files)))
     if args.out:
         atomic_write(Path(args.out), text.encode())
     print(text, end="")
@@ -359,9 +359,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--base", default="config.yaml", help="the Snakefile's config (default config.yaml)"
-    )
-    p.add_argument(
-        "--data-dim", type=_count(1), help="D of a study on an embeddings file (default: read it)"
     )
     p.add_argument(
         "--utilisation",

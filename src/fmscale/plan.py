@@ -12,7 +12,7 @@ small step), so read the hours as an order of magnitude until a GPU run measures
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .config import StudyConfig, TrainConfig
@@ -137,14 +137,16 @@ def jobs_per_rule(study: StudyConfig) -> dict[str, int]:
     }
 
 
-def disk_bytes(costs: list[CellCost], study: StudyConfig, data_dim: int) -> dict[str, int]:
+def disk_bytes(
+    costs: list[CellCost], study: StudyConfig, data_shape: tuple[int, int]
+) -> dict[str, int]:
     """Disk at the end of a run: checkpoints (weights, EMA and two Adam moments each, kept
-    ``train.keep_ckpts`` deep) plus the published model per cell, and the prepared dataset."""
+    ``train.keep_ckpts`` deep) plus the published model per cell, and the prepared dataset
+    (every row of the source, float32: ``prepare-data`` splits it, it drops none)."""
     per_params = BYTES_PER_VALUE * (4 * study.train.keep_ckpts + 1)
     cells_bytes = sum(c.n_params * per_params * c.seeds for c in costs)
-    data = study.data
-    rows = (data.synthetic.n_rows if data.source == "synthetic" else 0) + data.n_val + data.n_test
-    return {"cells": cells_bytes, "dataset": rows * data_dim * BYTES_PER_VALUE}
+    rows, dim = data_shape
+    return {"cells": cells_bytes, "dataset": rows * dim * BYTES_PER_VALUE}
 
 
 def _same_cost_rows(costs: list[CellCost]) -> list[tuple[CellCost, str]]:
@@ -157,9 +159,13 @@ def _same_cost_rows(costs: list[CellCost]) -> list[tuple[CellCost, str]]:
 
 
 def render(
-    study: StudyConfig, costs: list[CellCost], data_dim: int, utilisation: float, source: str
+    study: StudyConfig,
+    costs: list[CellCost],
+    data_shape: tuple[int, int],
+    utilisation: float,
+    source: str,
 ) -> str:
-    """The plan as Markdown."""
+    """The plan as Markdown; ``data_shape`` = (rows, D) of the data source."""
     prec = precision(study.train)
     jobs = jobs_per_rule(study)
     total_flops = sum((c.train_flops + c.eval_flops) * c.seeds for c in costs)
@@ -167,7 +173,7 @@ def render(
         f"# Plan: {source}",
         "",
         f"Grid: {len(study.grid.archs)} archs x {len(study.grid.scales)} scales x "
-        f"{len(study.grid.n_train)} n_train x {len(study.grid.seeds)} seeds; D = {data_dim}; "
+        f"{len(study.grid.n_train)} n_train x {len(study.grid.seeds)} seeds; D = {data_shape[1]}; "
         f"batch {study.train.batch_size}; CUDA precision {prec}.",
         "",
         "| rule | jobs |",
@@ -211,7 +217,7 @@ def render(
     if cpu_cells:
         cpu_h = sum(c.cpu_s_per_step * c.steps * c.seeds for c in cpu_cells) / 3600
         lines += ["", f"Training every cell on this CPU, one job at a time: {cpu_h:.3g} h."]
-    disk = disk_bytes(costs, study, data_dim)
+    disk = disk_bytes(costs, study, data_shape)
     lines += [
         "",
         f"Disk: {disk['cells'] / 1e9:.3g} GB of checkpoints and models "
@@ -221,9 +227,16 @@ def render(
     return "\n".join(lines) + "\n"
 
 
-def plan(study: StudyConfig, data_dim: int, utilisation: float, cpu_steps: int, source: str) -> str:
-    """The Markdown plan of ``study``; ``cpu_steps`` timed steps per arch x scale (0: none)."""
+def plan(
+    study: StudyConfig,
+    data_shape: tuple[int, int],
+    utilisation: float,
+    cpu_steps: int,
+    source: str,
+) -> str:
+    """The Markdown plan of ``study`` on data of ``data_shape`` = (rows, D); ``cpu_steps`` timed
+    steps per arch x scale (0: none)."""
     if not 0 < utilisation <= 1:
         raise ValueError(f"--utilisation={utilisation} must be in (0, 1]")
-    study = replace(study, train=replace(study.train, device="cpu"))
-    return render(study, cell_costs(study, data_dim, cpu_steps), data_dim, utilisation, source)
+    costs = cell_costs(study, data_shape[1], cpu_steps)
+    return render(study, costs, data_shape, utilisation, source)
