@@ -10,7 +10,9 @@ from fmscale.data import DataConfig, build_dataset
 from fmscale.evaluate import (
     CellError,
     evaluate_cell,
+    generalisation_gap,
     load_cell,
+    pair_losses,
     reference_rows,
     synthetic_metrics,
     training_loss,
@@ -73,6 +75,23 @@ def test_metrics_json_has_every_metric_per_nfe_and_beats_v0(run, data, eval_cfg)
 def test_train_loss_is_val_loss_when_the_rows_are_the_validation_rows(run, data):
     model, _ = load_cell(run)
     assert training_loss(model, data.val, len(data.val)) == validation_loss(model, data.val)
+
+
+def test_gap_standard_error_is_that_of_the_paired_draws(run, data):
+    """gap_se = sd(val_i - train_i) / sqrt(n) over the shared (noise, time) draws: a model
+    scored on its validation rows as 'training rows' has gap 0 and gap_se 0; on other rows the
+    SE matches the per-draw losses."""
+    model, _ = load_cell(run)
+    same = generalisation_gap(model, data.val, data.val)
+    assert same["gap"] == 0 and same["gap_se"] == 0
+    train = data.train(40)
+    result = generalisation_gap(model, data.val, train)
+    val_i, _ = pair_losses(model, data.val, len(data.val))
+    train_i, _ = pair_losses(model, train, len(data.val))
+    diff = (val_i - train_i).numpy()
+    assert result["gap"] == pytest.approx(diff.mean())
+    assert result["gap_se"] == pytest.approx(diff.std(ddof=1) / len(diff) ** 0.5)
+    assert 0 < result["gap_se"] < abs(diff).mean()
 
 
 def test_evaluation_is_deterministic(run, data, eval_cfg, tmp_path):

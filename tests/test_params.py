@@ -10,12 +10,20 @@ from fmscale.cli import main
 from fmscale.config import TrainConfig
 from fmscale.flow import VelocityField
 from fmscale.models import ARCHITECTURES, create_model
-from fmscale.models.scaling import DEFAULT_TABLE, ORIGINAL_PLAN_TABLE, ScalingTableError, load_table
+from fmscale.models.scaling import (
+    DEFAULT_TABLE,
+    ORIGINAL_PLAN_TABLE,
+    PACKAGED_TABLES,
+    ScalingTableError,
+    load_table,
+)
 from fmscale.params import ParamGateError, count_table, verify_params
 
 
-def test_default_table_passes_ratio_band_and_capacity_targets():
-    table = load_table()
+@pytest.mark.parametrize("name", [None, "cpu"], ids=["default table", "cpu table"])
+def test_packaged_tables_pass_ratio_band_and_capacity_targets(name):
+    table = load_table(name)
+    assert table.path == (DEFAULT_TABLE if name is None else PACKAGED_TABLES[name])
     rows = count_table(table)
     assert len(rows) == 12
     for r in rows:
@@ -64,6 +72,8 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert main(["params", "--table", str(ORIGINAL_PLAN_TABLE), "--allow-off-ratio"]) == 0
     assert main(["params", "--table", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read" in capsys.readouterr().err
+    assert main(["params", "--table", "cpuu"]) == 2
+    assert "packaged table: default, cpu, original" in capsys.readouterr().err
 
 
 def _table_with(tmp_path, mutate):

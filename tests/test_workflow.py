@@ -1,5 +1,6 @@
 """The Snakemake workflow: config validation, grid size, end to end, regeneration, resume."""
 
+import base64
 import json
 import os
 import re
@@ -13,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from fmscale.study import REFERENCES
+from fmscale.study import ANALYSIS_FIGURES, REFERENCES
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Path(__file__).with_name("workflow_tiny.yaml")
@@ -124,7 +125,7 @@ def test_end_to_end_then_regenerate_without_training(tmp_path):
     analysis = json.loads((results / "analysis.json").read_text())
     assert analysis["fits"]["mlp"]["val_loss"]["verdict"] == "under-identified"  # 2 scales
     assert "## Result checks" in (results / "analysis.md").read_text()
-    assert len(list((results / "analysis").glob("*.png"))) == 3
+    assert len(list((results / "analysis").glob("*.png"))) == len(ANALYSIS_FIGURES)
     (results / "summary.md").unlink()
     (results / "summary.csv").unlink()
     dry = job_counts(snakemake("-n", "--configfile", str(cfg)).stdout)
@@ -138,6 +139,21 @@ def test_end_to_end_then_regenerate_without_training(tmp_path):
         check=True,
     )
     assert (results / "summary.md").exists()
+    check_report(tmp_path, cfg, results)
+
+
+def check_report(tmp_path, cfg, results):
+    """`snakemake --report` from the package's own dependencies holds the summary, the
+    analysis and every plot (the report embeds each file's bytes, base64-encoded)."""
+    report = tmp_path / "report.html"
+    snakemake("--report", str(report), "--configfile", str(cfg))
+    html = report.read_text()
+    for name in ("summary.md", "summary.csv", "analysis.md", "params.md"):
+        assert name in html, f"{name} is not in the report"
+    embedded = [results / "analysis.md", *(results / "plots").glob("*.png")]
+    for path in [*embedded, *(results / "analysis").glob("*.png")]:
+        encoded = base64.b64encode(path.read_bytes()).decode()
+        assert encoded[:2000] in html, f"{path.name}'s content is not in the report"
 
 
 def test_failed_cells_are_listed_under_keep_going(tmp_path):
@@ -217,7 +233,7 @@ def test_conda_envs_list_every_required_package():
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    names = {re.split(r"[<>=!~ ]", r)[0].lower() for r in project["dependencies"]}
+    names = {re.split(r"[\[<>=!~ ]", r)[0].lower() for r in project["dependencies"]}
     conda_names = {
         "torch": "pytorch",
         "matplotlib": "matplotlib-base",

@@ -21,6 +21,7 @@ import pandas as pd
 
 from . import lawfit
 from .files import atomic_write
+from .interaction import interaction
 from .study import ANALYSIS_N_SAMPLES
 
 SUMMARY_COLUMNS = (
@@ -637,6 +638,7 @@ def analyse(
         "n_star": n_star,
         "n_star_exponent": exponents,
         "tau_mem": {} if trajectories is None else tau_mem(trajectories, settings),
+        "interaction": interaction(rows, scale_order(rows), settings.n_samples),
         "comparisons": comparisons(rows, settings),
         "checks": result_checks(summary, rows, settings),
         "bootstrap": {"resamples": settings.resamples, "seed": settings.seed},

@@ -141,8 +141,83 @@ def _comparisons(comparisons: list[dict[str, Any]]) -> list[str]:
     return lines + _table(header, rows)
 
 
+def _ci_text(entry: dict[str, Any]) -> str:
+    """``estimate [lo, hi]`` of an interaction entry (no CI: the estimate alone, marked)."""
+    if entry.get("estimate") is None:
+        return "-"
+    if entry["ci"] is None:
+        return f"{entry['estimate']:.3g} (no CI)"
+    low, high = entry["ci"]
+    return f"{entry['estimate']:.3g} [{low:.3g}, {high:.3g}]"
+
+
+INTERACTION_WORDS = {
+    "gap": "the generalisation gap (val_loss - train_loss on the same noise draws)",
+    "memorised_fraction": "memorised_fraction (samples that copy a training row)",
+}
+
+
+def _finding(metric: str, found: dict[str, Any], archs: list[str], small: int, large: int) -> str:
+    grows, shrinks = found["grows_with_scale"], found["shrinks_with_n"]
+    pairs = len({(c["arch"], c["scale"]) for c in found["cells"]})
+    return (
+        f"**Finding ({metric})**: at n_train = {small}, {INTERACTION_WORDS[metric]} grows from "
+        f"the smallest to the largest scale, CI above 0, for {len(grows)} of {len(archs)} archs"
+        f" ({', '.join(grows) or 'none'}); it shrinks from n_train = {small} to {large}, CI "
+        f"above 0, for {len(shrinks)} of {pairs} arch x scale pairs"
+        f" ({', '.join(shrinks) or 'none'})."
+    )
+
+
+def _interaction(found: dict[str, Any]) -> list[str]:
+    lines = ["## Capacity x data: generalisation gap and memorisation", ""]
+    sizes, scales = found["n_train"], found["scales"]
+    metrics = [m for m in INTERACTION_WORDS if m in found]
+    if len(sizes) < 2 or not metrics:
+        return lines + ["Needs two or more n_train values.", ""]
+    lines += [
+        "Mean over seeds with its 95% CI: Student-t over the seeds when there are two or more, "
+        "else the cell's own sampling error (the gap's paired standard error over the "
+        "validation draws; the binomial error of memorised_fraction). Differences pair seeds.",
+        "",
+    ]
+    for metric in metrics:
+        part = found[metric]
+        archs = sorted({c["arch"] for c in part["cells"]})
+        lines += [_finding(metric, part, archs, sizes[0], sizes[-1]), ""]
+        cells = {(c["arch"], c["scale"], c["n_train"]): c for c in part["cells"]}
+        rows = [
+            [arch, scale] + [_ci_text(cells.get((arch, scale, n), {})) for n in sizes]
+            for arch in archs
+            for scale in scales
+            if any((arch, scale, n) in cells for n in sizes)
+        ]
+        lines += _table(["arch", "scale", *[f"n={n}" for n in sizes]], rows)
+        rows = []
+        for arch in archs:
+            by_scale = part["largest_minus_smallest_scale"].get(arch)
+            by_n = part["smallest_minus_largest_n"].get(arch, {})
+            rows.append(
+                [
+                    arch,
+                    "-" if by_scale is None else f"{by_scale['a']} - {by_scale['b']}",
+                    "-" if by_scale is None else _ci_text(by_scale),
+                    "; ".join(f"{scale}: {_ci_text(d)}" for scale, d in by_n.items()) or "-",
+                ]
+            )
+        header = [
+            "arch",
+            "scales",
+            f"at n={sizes[0]}: larger - smaller [95% CI]",
+            f"n={sizes[0]} - n={sizes[-1]} per scale [95% CI]",
+        ]
+        lines += _table(header, rows)
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
-    """analysis.md: the result checks first, then fits, onset, trajectories, comparisons."""
+    """analysis.md: the result checks first, then the interaction, fits, onset, trajectories,
+    comparisons."""
     boot = report["bootstrap"]
     lines = [
         "# Analysis",
@@ -150,6 +225,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"From summary.csv alone; {boot['resamples']} bootstrap resamples, seed {boot['seed']}.",
         "",
         *_checks(report["checks"]),
+        *_interaction(report["interaction"]),
         *_fits(report["fits"]),
         *_n_star(report),
         *_tau_mem(report["tau_mem"]),
@@ -262,6 +338,48 @@ def _n_star_figure(report: dict[str, Any], path: Path) -> None:
     _save(fig, path)
 
 
+def _interaction_figure(found: dict[str, Any], path: Path) -> None:
+    """Per arch: the gap and memorised_fraction against n_train, a line per scale, 95% CIs."""
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in INTERACTION_WORDS if m in found]
+    cells = pd.DataFrame(
+        [c for m in metrics for c in ({"metric": m} | c for c in found[m]["cells"])]
+    )
+    archs = sorted(cells.arch.unique()) if len(cells) else ["(no finished cells)"]
+    fig, axes = plt.subplots(
+        max(1, len(metrics)),
+        len(archs),
+        figsize=(3.2 * len(archs), 2.8 * max(1, len(metrics))),
+        squeeze=False,
+    )
+    for row, metric in zip(axes, metrics or ["gap"], strict=True):
+        for ax, arch in zip(row, archs, strict=True):
+            ax.set_title(f"{arch}: {metric}", fontsize=9)
+            ax.set_xscale("log")
+            ax.set_xlabel("n_train")
+            ax.axhline(0, color="0.7", lw=0.8)
+            if cells.empty:
+                continue
+            part = cells[(cells.metric == metric) & (cells.arch == arch)]
+            for scale in found["scales"]:
+                line = part[part.scale == scale].sort_values("n_train")
+                if line.empty:
+                    continue
+                ci = np.array(
+                    [
+                        c if c is not None else [e, e]
+                        for c, e in zip(line.ci, line.estimate, strict=True)
+                    ]
+                )
+                err = np.abs(ci.T - line.estimate.to_numpy(float))
+                ax.errorbar(
+                    line.n_train, line.estimate, yerr=err, marker="o", ms=3, capsize=2, label=scale
+                )
+            ax.legend(fontsize=7)
+    _save(fig, path)
+
+
 def write_figures(
     rows: pd.DataFrame,
     report: dict[str, Any],
@@ -276,4 +394,5 @@ def write_figures(
     _heatmaps(rows, paths[0])
     _val_loss_fits(rows, laws, paths[1])
     _n_star_figure(report, paths[2])
+    _interaction_figure(report["interaction"], paths[3])
     return paths

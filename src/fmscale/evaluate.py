@@ -15,7 +15,7 @@ from .data import Dataset, Mixture
 from .devices import pick_device
 from .exact_field import MixtureField
 from .files import atomic_write
-from .flow import build_field, cfm_loss, sample
+from .flow import build_field, cfm_losses, sample
 from .metrics import distribution_metrics, gaussian_fit_samples, pca_basis
 from .study import cell_digest
 
@@ -88,23 +88,53 @@ def device_of(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def path_loss(
+def pair_losses(
     model: nn.Module, rows: torch.Tensor, n_pairs: int, batch_size: int = 1000
-) -> tuple[float, float]:
-    """The validation protocol on any rows: the CFM loss over ``n_pairs`` (row, noise, time)
-    triples, the rows cycled (each drawn again with new noise and time when fewer than
-    ``n_pairs``), noise and times fixed by ``VAL_NOISE_SEED``; and v = 0's loss on the same."""
+) -> tuple[torch.Tensor, float]:
+    """The validation protocol on any rows: the CFM loss of each of ``n_pairs`` (row, noise,
+    time) triples, the rows cycled (each drawn again with new noise and time when fewer than
+    ``n_pairs``), noise and times fixed by ``VAL_NOISE_SEED``; and v = 0's mean loss on the same.
+    """
     g = torch.Generator().manual_seed(VAL_NOISE_SEED)
     x0 = torch.randn(n_pairs, rows.shape[1], generator=g)
     t = torch.rand(n_pairs, generator=g)
     x1 = rows[torch.arange(n_pairs) % len(rows)]
     device = device_of(model)
-    total = 0.0
-    for i in range(0, n_pairs, batch_size):
-        sl = slice(i, i + batch_size)
-        loss = cfm_loss(model, x0[sl].to(device), x1[sl].to(device), t[sl].to(device))
-        total += loss.item() * len(x1[sl])
-    return total / n_pairs, ((x1 - x0) ** 2).mean().item()
+    losses = [
+        cfm_losses(model, x0[sl].to(device), x1[sl].to(device), t[sl].to(device)).double().cpu()
+        for sl in (slice(i, i + batch_size) for i in range(0, n_pairs, batch_size))
+    ]
+    return torch.cat(losses), ((x1 - x0) ** 2).mean().item()
+
+
+def path_loss(
+    model: nn.Module, rows: torch.Tensor, n_pairs: int, batch_size: int = 1000
+) -> tuple[float, float]:
+    """The mean of ``pair_losses`` and v = 0's loss on the same triples."""
+    losses, zero = pair_losses(model, rows, n_pairs, batch_size)
+    return losses.mean().item(), zero
+
+
+def generalisation_gap(
+    model: nn.Module, val: torch.Tensor, train: torch.Tensor, batch_size: int = 1000
+) -> dict[str, float]:
+    """Validation and training loss on the same noise and time draws, their gap and the gap's
+    standard error over the draws (paired: sd(val_i - train_i) / sqrt(n)); with the zero-velocity
+    losses of each."""
+    val_losses, val_zero = pair_losses(model, val, len(val), batch_size)
+    train_losses, train_zero = pair_losses(model, train, len(val), batch_size)
+    diff = val_losses - train_losses
+    val_loss, train_loss = val_losses.mean().item(), train_losses.mean().item()
+    return {
+        "val_loss": val_loss,
+        "val_loss_zero_velocity": val_zero,
+        "val_loss_ratio": val_loss / val_zero,
+        "train_loss": train_loss,
+        "train_loss_ratio": train_loss / train_zero,
+        "gap": val_loss - train_loss,
+        "gap_se": (diff.std() / len(diff) ** 0.5).item(),
+        "gap_ratio": val_loss / train_loss,
+    }
 
 
 def validation_loss(
@@ -248,8 +278,7 @@ def evaluate_cell(
     train = data.train(cell["n_train"])
     pca = pca_basis(data.train_pool, cfg.pca_dims)
     n = min(cfg.n_samples, len(data.test))
-    val_loss, zero_loss = validation_loss(model, data.val, cfg.batch_size)
-    train_loss, train_zero = training_loss(model, train, len(data.val), cfg.batch_size)
+    losses = generalisation_gap(model, data.val, train, cfg.batch_size)
     by_nfe = {}
     for nfe in sorted(cfg.nfe):
         samples = generate(model, n, data.dim, nfe, cfg.solver, cfg.batch_size)
@@ -258,13 +287,7 @@ def evaluate_cell(
     result = {
         "cell": {k: cell[k] for k in ("arch", "scale", "n_train", "seed", "n_params", "steps")},
         "cell_digest": digest,
-        "val_loss": val_loss,
-        "val_loss_zero_velocity": zero_loss,
-        "val_loss_ratio": val_loss / zero_loss,
-        "train_loss": train_loss,
-        "train_loss_ratio": train_loss / train_zero,
-        "gap": val_loss - train_loss,
-        "gap_ratio": val_loss / train_loss,
+        **losses,
         "solver": cfg.solver,
         "headline_nfe": int(headline),
         "n_samples": n,

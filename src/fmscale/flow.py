@@ -117,6 +117,13 @@ def cfm_loss(model: nn.Module, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tens
     return ((model(interpolate(x0, x1, t), t) - (x1 - x0)) ** 2).mean()
 
 
+def cfm_losses(
+    model: nn.Module, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
+    """``cfm_loss`` of each row of the batch: [B]."""
+    return ((model(interpolate(x0, x1, t), t) - (x1 - x0)) ** 2).mean(dim=1)
+
+
 def ot_pair(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     """Reorder the noise ``x0`` to the exact squared-distance optimal assignment onto ``x1``.
 

@@ -57,7 +57,7 @@ PLOTS = [
 ]
 ANALYSIS_N_SAMPLES = 300
 """Samples assumed behind each memorised_fraction when summary.csv has no n_samples column."""
-ANALYSIS_FIGURES = ["heatmaps", "val_loss_fits", "n_star"]
+ANALYSIS_FIGURES = ["heatmaps", "val_loss_fits", "n_star", "interaction"]
 """Figures of ``fmscale analyze`` under <results>/analysis/ (PNG), written whatever the grid."""
 
 

@@ -67,6 +67,7 @@ COLUMNS = (
     "train_loss",
     "train_loss_ratio",
     "gap",
+    "gap_se",
     "gap_ratio",
     "headline_nfe",
 )
@@ -82,7 +83,7 @@ TRAIN_FIELDS = {
 BUDGET_FIELDS = ("epochs", "samples_seen", "train_flops", "sampling_flops_per_sample_per_nfe")
 """cell.json keys of the budget and compute (absent from cells trained before them)."""
 METRIC_FIELDS = ("val_loss", "val_loss_zero_velocity", "val_loss_ratio", "headline_nfe", "metrics")
-GAP_FIELDS = ("train_loss", "train_loss_ratio", "gap", "gap_ratio")
+GAP_FIELDS = ("train_loss", "train_loss_ratio", "gap", "gap_se", "gap_ratio")
 """metrics.json keys of the generalisation gap (absent from cells evaluated before it)."""
 
 

@@ -26,5 +26,7 @@ rule analyze:
         results=lambda wildcards, output: os.path.dirname(output.json),
         # Samples behind each memorised_fraction (evaluate draws this many, capped by n_test).
         n_samples=min(STUDY.evaluate.n_samples, STUDY.data.n_test),
+    message:
+        "analyze: fits with bootstrap CIs, memorisation onset, result checks"
     shell:
         "python -m fmscale analyze {params.results:q} --n-samples {params.n_samples} > {log:q} 2>&1"

@@ -15,6 +15,8 @@ rule prepare_data:
     params:
         settings=settings(STUDY, "data"),
         max_n_train=max(GRID["n_train"]),
+    message:
+        "prepare dataset {wildcards.dataset}: splits and standardisation"
     shell:
         "python -m fmscale prepare-data --settings {params.settings:q} "
         "--max-n-train {params.max_n_train} --out {output:q} > {log:q} 2>&1"

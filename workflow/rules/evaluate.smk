@@ -24,6 +24,8 @@ rule evaluate:
         settings=settings(STUDY, "data", "evaluate"),
         run=lambda wildcards, input: os.path.dirname(input.model),
         device=STUDY.train.device,
+    message:
+        "evaluate {wildcards.arch}/{wildcards.scale} n_train={wildcards.n_train} seed={wildcards.seed}"
     shell:
         "python -m fmscale evaluate {params.run:q} --dataset {input.dataset:q} "
         "--settings {params.settings:q} --device {params.device} --threads {threads} "
@@ -44,6 +46,8 @@ rule reference:
         mem_mb=RES.mem_mb,
     params:
         settings=settings(STUDY, "data", "evaluate"),
+    message:
+        "reference rows for n_train={wildcards.n_train}"
     shell:
         "python -m fmscale reference --n-train {wildcards.n_train} --dataset {input.dataset:q} "
         "--settings {params.settings:q} --threads {threads} --out {output:q} > {log:q} 2>&1"

@@ -20,6 +20,8 @@ rule verify_params:
         allow="--allow-off-ratio" if STUDY.params.allow_off_ratio else "",
         archs=",".join(GRID["archs"]),
         parameterisation=STUDY.train.parameterisation,
+    message:
+        "gate: count every arch x scale and check the parameter ratios"
     shell:
         "python -m fmscale params {params.table} --dataset {input.dataset:q} --archs {params.archs} "
         "--parameterisation {params.parameterisation} "

@@ -31,6 +31,8 @@ rule summarize:
     params:
         settings=settings(STUDY, "grid"),
         results=lambda wildcards, output: os.path.dirname(output.csv),
+    message:
+        "summarize every cell: summary.csv, summary.md, plots"
     shell:
         "python -m fmscale summarize {params.results:q} --settings {params.settings:q} > {log:q} 2>&1"
 

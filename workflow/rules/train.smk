@@ -26,6 +26,8 @@ rule train:
         settings=settings(STUDY, "data", "train"),
         table=TABLE_FLAG,
         out=lambda wildcards, output: os.path.dirname(output.model),
+    message:
+        "train {wildcards.arch}/{wildcards.scale} n_train={wildcards.n_train} seed={wildcards.seed}"
     shell:
         "python -m fmscale train --arch {wildcards.arch} --scale {wildcards.scale} "
         "--n-train {wildcards.n_train} --seed {wildcards.seed} {params.table} "

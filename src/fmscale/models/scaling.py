@@ -20,6 +20,9 @@ from .configs import ARCH_CONFIGS, build_config
 
 DEFAULT_TABLE = Path(__file__).with_name("scaling.yaml")
 ORIGINAL_PLAN_TABLE = Path(__file__).with_name("scaling_original.yaml")
+CPU_TABLE = Path(__file__).with_name("scaling_cpu.yaml")
+PACKAGED_TABLES = {"default": DEFAULT_TABLE, "cpu": CPU_TABLE, "original": ORIGINAL_PLAN_TABLE}
+"""Tables shipped with fmscale, by the name a config or ``--table`` may give instead of a path."""
 TOP_LEVEL_KEYS = {"ratio", "scales", "default_scale", "capacity", "archs"}
 
 
@@ -190,7 +193,10 @@ def _load_resolved(path: Path) -> ScalingTable:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ScalingTableError(f"scaling table {path}: cannot read: {exc.strerror}") from None
+        raise ScalingTableError(
+            f"scaling table {path}: cannot read: {exc.strerror} (give a path, or the name of a "
+            f"packaged table: {', '.join(PACKAGED_TABLES)})"
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -199,8 +205,16 @@ def _load_resolved(path: Path) -> ScalingTable:
 
 
 def load_table(path: str | Path | None = None) -> ScalingTable:
-    """Load and validate a scaling table (the packaged default when ``path`` is None)."""
-    return _load_resolved(Path(path or DEFAULT_TABLE).resolve())
+    """Load and validate a scaling table: a path, a packaged table's name (``PACKAGED_TABLES``)
+    or None for the packaged default."""
+    return _load_resolved(table_path(path))
+
+
+def table_path(path: str | Path | None) -> Path:
+    """The file a table reference names: None is the default table, a packaged name its file."""
+    if path is None:
+        return DEFAULT_TABLE
+    return PACKAGED_TABLES.get(str(path), Path(path)).resolve()
 
 
 def get_scaled_config(arch: str, scale: str | None = None, table: str | Path | None = None) -> dict:
