@@ -318,3 +318,16 @@ def test_a_holdout_that_copies_training_rows_is_flagged():
     checks = result_checks(summary, model_rows(summary), Settings())
     assert {check["name"] for check in checks} == {"real_holdout_at_floor"}
     assert len(checks) == len(SIZES)
+
+
+def test_a_holdout_beaten_within_sampling_error_is_not_a_violation():
+    """mmd2 is unbiased and dips below 0: a model a hair under real_holdout is noise unless
+    the gap exceeds the 95% band of the two jackknife standard errors."""
+    summary = clean_summary()
+    holdout = (summary.arch == "real_holdout") & (summary.n_train == 800)
+    summary.loc[holdout, "mmd2_pca"] = 0.03
+    summary["mmd2_se_pca"] = 0.01
+    assert result_checks(summary, model_rows(summary), Settings()) == []
+    summary["mmd2_se_pca"] = 0.0001
+    checks = result_checks(summary, model_rows(summary), Settings())
+    assert [check["name"] for check in checks] == ["real_holdout_at_floor"]

@@ -225,7 +225,8 @@ def test_distribution_metrics_is_deterministic_and_complete():
     first = distribution_metrics(samples, real, train, pca=pca, seed=5)
     second = distribution_metrics(samples, real, train, pca=pca, seed=5)
     assert first == second
-    space = ["fd", "mmd2", "precision", "recall", "density", "coverage", "one_nn_acc", "sw2"]
+    space = ["fd", "mmd2", "mmd2_se", "precision", "recall", "density", "coverage", "one_nn_acc"]
+    space += ["sw2"]
     extra = ["variance_ratio", "memorised_fraction", "nn_train_test_ratio"]
     extra += ["memorised_fraction_pca", "nn_train_test_ratio_pca"]
     assert list(first) == space + [f"{name}_pca" for name in space] + extra
@@ -235,3 +236,17 @@ def test_distribution_metrics_is_deterministic_and_complete():
     assert first["one_nn_acc_pca"] == one_nn_accuracy(
         project(real, pca), project(samples, pca)[:120]
     )
+
+
+def test_mmd2_standard_error_is_the_jackknife_over_the_samples():
+    from fmscale.metrics import _mmd2_and_se, _pairwise
+
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(40, 3, generator=g), torch.randn(25, 3, generator=g) + 0.3
+    value, se = _mmd2_and_se(_pairwise(real, fake), 1.0)
+    assert value == pytest.approx(mmd2_unbiased(real, fake, 1.0))
+    left_out = np.array(
+        [mmd2_unbiased(real, torch.cat([fake[:i], fake[i + 1 :]]), 1.0) for i in range(25)]
+    )
+    jackknife = math.sqrt(24 / 25 * ((left_out - left_out.mean()) ** 2).sum())
+    assert se == pytest.approx(jackknife, rel=1e-6)

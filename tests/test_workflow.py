@@ -111,7 +111,11 @@ def test_bad_config_stops_before_any_job_naming_the_key(tmp_path, overlay, needl
 def test_end_to_end_then_regenerate_without_training(tmp_path):
     results = tmp_path / "results"
     cfg = config_file(tmp_path, results)
-    snakemake("--cores", "2", "--configfile", str(cfg))
+    progress = snakemake("--cores", "2", "--configfile", str(cfg)).stderr
+    # The console a person follows: one line per job naming its cell, and the count done.
+    assert re.search(r"^Job \d+: train mlp/tiny n_train=\d+ seed=0$", progress, re.M), progress
+    assert re.search(r"^\d+ of \d+ steps \(100%\) done$", progress, re.M)
+    assert "Shell command:" not in progress
     summary = pd.read_csv(results / "summary.csv")
     models = summary[summary.kind == "model"]
     assert len(models) == 8 and (models.status == "ok").all()

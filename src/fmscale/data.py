@@ -21,6 +21,7 @@ import torch
 
 from .config import DataConfig, SyntheticConfig
 from .files import atomic_path
+from .metrics import check_pca_dims, principal_axes
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,8 @@ class Dataset:
     mixture: Mixture | None = None
     constant_dims: int = 0
     """Dimensions (near-)constant in the train pool: centred, left unscaled."""
+    axes: tuple[torch.Tensor, torch.Tensor] | None = None
+    """The train pool's ``principal_axes``: computed once (by ``prepare-data``), then read."""
 
     @property
     def dim(self) -> int:
@@ -221,6 +224,18 @@ class Dataset:
     def unstandardise(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.std + self.mean
 
+    def principal_axes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, every principal direction) of the train pool, computed on first use."""
+        if self.axes is None:
+            self.axes = principal_axes(self.train_pool)
+        return self.axes
+
+    def pca(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The train pool's top-k ``pca_basis``, from the stored axes (no covariance per job)."""
+        check_pca_dims(k, self.dim)
+        mean, components = self.principal_axes()
+        return mean, components[:, :k].contiguous()
+
     def save(self, path: str | Path) -> None:
         """One safetensors file with splits, statistics and (synthetic) the mixture."""
         from safetensors.torch import save_file
@@ -234,6 +249,7 @@ class Dataset:
         }
         if self.mixture is not None:
             tensors.update({f"mixture.{k}": v.float() for k, v in self.mixture.state().items()})
+        tensors["pca.mean"], tensors["pca.components"] = self.principal_axes()
         meta = {
             "fingerprint": self.fingerprint,
             "source": self.source,
@@ -257,6 +273,9 @@ class Dataset:
             source=meta["source"],
             mixture=Mixture.from_state(mix) if mix else None,
             constant_dims=int(meta.get("constant_dims", 0)),
+            axes=(tensors["pca.mean"], tensors["pca.components"])
+            if "pca.mean" in tensors
+            else None,
         )
 
     @staticmethod

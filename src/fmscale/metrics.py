@@ -9,6 +9,7 @@ local generator seeded by `seed`."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -89,21 +90,29 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
     return float((mu_a - mu_b).pow(2).sum() + s_a.trace() + s_b.trace() - 2 * cross)
 
 
-def pca_basis(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """(mean [D], components [D, k]) of x's top-k principal directions, float32.
+def principal_axes(x: Tensor) -> tuple[Tensor, Tensor]:
+    """(mean [D], every principal direction [D, D]) of the rows of x, float32.
 
-    Components are the covariance eigenvectors with the k largest eigenvalues, in descending
-    order, each signed so that its largest-magnitude entry is positive.
+    Columns are the covariance eigenvectors by descending eigenvalue, each signed so that its
+    largest-magnitude entry is positive: the first k columns are ``pca_basis(x, k)``.
     """
-    if not 1 <= k <= x.shape[1]:
-        raise ValueError(
-            f"evaluate.pca_dims={k} must be in [1, D={x.shape[1]}] (the data's dimension)"
-        )
     mean, cov = _mean_cov(x)
-    components = torch.linalg.eigh(cov).eigenvectors.flip(1)[:, :k]
+    components = torch.linalg.eigh(cov).eigenvectors.flip(1)
     peak = components.abs().argmax(dim=0)
     signs = components.gather(0, peak.unsqueeze(0)).sign()
     return mean.float(), (components * signs).float()
+
+
+def check_pca_dims(k: int, dim: int) -> None:
+    if not 1 <= k <= dim:
+        raise ValueError(f"evaluate.pca_dims={k} must be in [1, D={dim}] (the data's dimension)")
+
+
+def pca_basis(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """(mean [D], components [D, k]) of x's top-k principal directions (``principal_axes``)."""
+    check_pca_dims(k, x.shape[1])
+    mean, components = principal_axes(x)
+    return mean, components[:, :k].contiguous()
 
 
 def project(x: Tensor, basis: tuple[Tensor, Tensor]) -> Tensor:
@@ -119,8 +128,9 @@ def _median_heuristic(p: _Pairwise) -> Tensor:
     return torch.cat([p.real[upper_real], p.fake[upper_fake], p.cross.flatten()]).median()
 
 
-def _mmd2(p: _Pairwise, bandwidth: float | None) -> float:
-    """Unbiased MMD^2 from pairwise squared distances (see `mmd2_unbiased`)."""
+def _mmd2_and_se(p: _Pairwise, bandwidth: float | None) -> tuple[float, float]:
+    """Unbiased MMD^2 from pairwise squared distances (see `mmd2_unbiased`), and its jackknife
+    standard error over the samples (``fake``; the real set is shared by every row compared)."""
     if bandwidth is None:
         two_sigma2 = _median_heuristic(p)
     else:
@@ -128,8 +138,26 @@ def _mmd2(p: _Pairwise, bandwidth: float | None) -> float:
     n_real, n_fake = p.cross.shape
     # The +inf diagonals make the self-kernels 0, so full sums are off-diagonal sums.
     within_real = (-p.real / two_sigma2).exp().sum() / (n_real * (n_real - 1))
-    within_fake = (-p.fake / two_sigma2).exp().sum() / (n_fake * (n_fake - 1))
-    return float(within_real + within_fake - 2 * (-p.cross / two_sigma2).exp().mean())
+    k_fake = (-p.fake / two_sigma2).exp()
+    k_cross = (-p.cross / two_sigma2).exp()
+    value = float(within_real + k_fake.sum() / (n_fake * (n_fake - 1)) - 2 * k_cross.mean())
+    if n_fake < 3:
+        return value, math.nan
+    # Leave sample i out: its row of the sample kernel (twice) and its column of the cross one.
+    fake_sums = k_fake.sum() - 2 * k_fake.sum(dim=1)
+    cross_sums = k_cross.sum() - k_cross.sum(dim=0)
+    left_out = (
+        within_real
+        + fake_sums / ((n_fake - 1) * (n_fake - 2))
+        - 2 * cross_sums / (n_real * (n_fake - 1))
+    )
+    se = ((n_fake - 1) / n_fake * (left_out - left_out.mean()).pow(2).sum()).sqrt()
+    return value, float(se)
+
+
+def _mmd2(p: _Pairwise, bandwidth: float | None) -> float:
+    """Unbiased MMD^2 from pairwise squared distances (see `mmd2_unbiased`)."""
+    return _mmd2_and_se(p, bandwidth)[0]
 
 
 def mmd2_unbiased(a: Tensor, b: Tensor, bandwidth: float | None = None) -> float:
@@ -255,7 +283,8 @@ def _space_metrics(samples: Tensor, real: Tensor, k: int, seed: int) -> dict[str
     """FD, MMD^2, PRDC on the full sets; 1-NN accuracy and SW2 on the first min(sizes) rows."""
     m = min(len(samples), len(real))
     pairwise = _pairwise(real, samples)
-    out = {"fd": frechet_distance(samples, real), "mmd2": _mmd2(pairwise, None)}
+    mmd2, mmd2_se = _mmd2_and_se(pairwise, None)
+    out = {"fd": frechet_distance(samples, real), "mmd2": mmd2, "mmd2_se": mmd2_se}
     out.update(_prdc(pairwise, k))
     out["one_nn_acc"] = _one_nn(pairwise.head(m))
     out["sw2"] = sliced_wasserstein(samples[:m], real[:m], seed=seed)
@@ -273,7 +302,8 @@ def distribution_metrics(
 ) -> dict[str, float]:
     """All metrics of `samples` against held-out `real`, as one flat dict.
 
-    Keys: fd, mmd2, precision, recall, density, coverage, one_nn_acc, sw2 in the full space; the
+    Keys: fd, mmd2 (and mmd2_se, its jackknife standard error), precision, recall, density,
+    coverage, one_nn_acc, sw2 in the full space; the
     same with suffix _pca after `project(., pca)`; variance_ratio; and memorised_fraction,
     nn_train_test_ratio from `memorisation(samples, train, real)` in the full space (the
     headline: a copy reproduces the whole vector) and, suffixed _pca, in the PCA space.
