@@ -115,7 +115,7 @@ def test_end_to_end_then_regenerate_without_training(tmp_path):
     # The console a person follows: one line per job naming its cell, and the count done.
     assert re.search(r"^Job \d+: train mlp/tiny n_train=\d+ seed=0$", progress, re.M), progress
     assert re.search(r"^\d+ of \d+ steps \(100%\) done$", progress, re.M)
-    assert "Shell command:" not in progress
+    assert "Shell command:" not in progress and "Reason:" not in progress
     summary = pd.read_csv(results / "summary.csv")
     models = summary[summary.kind == "model"]
     assert len(models) == 8 and (models.status == "ok").all()
