@@ -29,7 +29,8 @@ def test_train_flops_are_one_counted_step_times_the_steps_of_each_cell():
     costs = cell_costs(study, 64, cpu_steps=0)
     assert len(costs) == 2 * 2 * 2  # archs x scales x n_train; seeds cost the same
     for cost in costs:
-        field = build_field(cost.arch, resolve_row(cost.arch, cost.scale), 64, "skip_scalar")
+        row = resolve_row(cost.arch, cost.scale, study.scaling_table)
+        field = build_field(cost.arch, row, 64, "skip_scalar")
         per_step = count_flops(field, 64, study.train.batch_size)["train_flops_per_step"]
         assert cost.steps == study.train.for_rows(cost.n_train).steps  # iso-epoch: n sets it
         assert cost.train_flops == per_step * cost.steps
