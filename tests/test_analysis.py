@@ -14,6 +14,7 @@ from fmscale.analysis import (
     Settings,
     analyse,
     fit_law,
+    fit_n_law,
     log_crossing,
     memorisation_onset,
     model_rows,
@@ -331,3 +332,44 @@ def test_a_holdout_beaten_within_sampling_error_is_not_a_violation():
     summary["mmd2_se_pca"] = 0.0001
     checks = result_checks(summary, model_rows(summary), Settings())
     assert [check["name"] for check in checks] == ["real_holdout_at_floor"]
+
+
+def test_a_memorising_cell_learned_its_rows_and_is_not_a_zero_velocity_failure():
+    """val_loss_ratio >= 1 with train_loss_ratio well below 1 is memorisation (the interaction
+    at tiny n), not a model that learned nothing; both ratios >= 1 is the failure."""
+    summary = clean_summary()
+    summary["train_loss_ratio"] = 0.5
+    models = summary.kind == "model"
+    cell = models & (summary.arch == "unet") & (summary.scale == "base") & (summary.n_train == 50)
+    summary.loc[cell, ["val_loss_ratio", "train_loss_ratio"]] = [1.3, 0.06]
+    assert result_checks(summary, model_rows(summary), Settings()) == []
+    summary.loc[cell & (summary.seed == 1), "train_loss_ratio"] = 1.01
+    checks = result_checks(summary, model_rows(summary), Settings())
+    assert [check["name"] for check in checks] == ["models_beat_zero_velocity"]
+    assert checks[0]["cells"] == ["unet/base/n50/seed1"]
+
+
+def test_the_law_in_n_at_one_scale_recovers_its_exponent():
+    rng = np.random.default_rng(3)
+    rows = pd.DataFrame(
+        [
+            {
+                "arch": "mlp",
+                "scale": "base",
+                "n_train": n,
+                "seed": seed,
+                "n_params": 1.6e6,
+                "val_loss": (0.4 + 30.0 / n**0.8) * math.exp(rng.normal(0, 0.01)),
+            }
+            for n in [16, 64, 256, 1024, 4096]
+            for seed in range(3)
+        ]
+    )
+    entry = fit_n_law(rows, Settings(resamples=100), "mlp", "base")
+    assert entry["verdict"] == "ok", entry
+    low, high = entry["beta"]["ci"]
+    assert low < 0.8 < high and entry["E"]["ci"][0] < 0.4 < entry["E"]["ci"][1]
+    three_sizes = rows[rows.n_train <= 256]
+    assert fit_n_law(three_sizes, Settings(resamples=10), "mlp", "base")["verdict"] == (
+        "under-identified"
+    )

@@ -70,6 +70,26 @@ def _fits(fits: dict[str, dict[str, Any]]) -> list[str]:
     return lines + _table(header, rows)
 
 
+def _n_laws(laws: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "## Validation loss against n_train at each scale: L = E + B / n^beta",
+        "",
+        "The same fit and bootstrap as above, at one arch x scale (the N term left out); "
+        "an exponent is `ok` when its CI is positive and spans at most 3x; it needs 4 or more "
+        "n_train values (3 would fit any 3 points exactly).",
+        "",
+    ]
+    rows = []
+    for arch, scales in sorted(laws.items()):
+        for scale, entry in scales.items():
+            numbers = [
+                _with_ci(entry[name]) if entry["verdict"] == "ok" else ""
+                for name in ("E", "B", "beta")
+            ]
+            rows.append([arch, scale, str(entry["n_cells"]), entry["verdict"], *numbers])
+    return lines + _table(["arch", "scale", "cells", "verdict", "E", "B", "beta"], rows)
+
+
 def _n_star(report: dict[str, Any]) -> list[str]:
     lines = [
         "## Memorisation onset n*",
@@ -227,6 +247,7 @@ def markdown(report: dict[str, Any]) -> str:
         *_checks(report["checks"]),
         *_interaction(report["interaction"]),
         *_fits(report["fits"]),
+        *_n_laws(report.get("n_laws", {})),
         *_n_star(report),
         *_tau_mem(report["tau_mem"]),
         *_comparisons(report["comparisons"]),

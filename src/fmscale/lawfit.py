@@ -33,6 +33,10 @@ REFIT_GRID = {
 """A coarser grid for bootstrap refits, which also start from the full-data optimum."""
 BOUNDS = ((-30.0, 30.0), (-30.0, 60.0), (-30.0, 60.0), (0.0, 5.0), (0.0, 5.0))
 """Box constraints of theta: the exponents are non-negative (the law's terms fall with N, n)."""
+NO_PARAMS_TERM = {"a": (-30.0,), "alpha": (0.0,)}
+"""The N term held at A = e^-30, alpha = 0 (a constant ~1e-13, inside E): the law in n alone,
+L = E + B / n^beta, fitted at one model size."""
+N_ONLY_BOUNDS = (BOUNDS[0], (-30.0, -30.0), BOUNDS[2], (0.0, 0.0), BOUNDS[4])
 FULL_STARTS = 12
 """L-BFGS-B runs from this many of the best grid points (the grid is scored in one pass)."""
 GRADIENT_TOLERANCE = 1e-4
@@ -109,21 +113,21 @@ def objective(theta: np.ndarray, points: Points) -> tuple[float, np.ndarray]:
     return float(_huber(residual).mean()), gradient
 
 
-def projected_gradient_norm(theta: np.ndarray, gradient: np.ndarray) -> float:
+def projected_gradient_norm(theta: np.ndarray, gradient: np.ndarray, bounds=BOUNDS) -> float:
     """The gradient's norm ignoring components that push against an active bound."""
-    low, high = np.array(BOUNDS).T
+    low, high = np.array(bounds).T
     blocked = ((theta <= low) & (gradient > 0)) | ((theta >= high) & (gradient < 0))
     return float(np.linalg.norm(np.where(blocked, 0.0, gradient)))
 
 
-def _minimise(start: np.ndarray, points: Points):
+def _minimise(start: np.ndarray, points: Points, bounds=BOUNDS):
     return minimize(
         objective,
         start,
         args=(points,),
         jac=True,
         method="L-BFGS-B",
-        bounds=BOUNDS,
+        bounds=bounds,
         options={"maxiter": 500, "ftol": 1e-10, "gtol": 1e-8},
     )
 
@@ -135,32 +139,44 @@ def best_starts(axes: dict[str, tuple[float, ...]], points: Points, count: int) 
     return thetas[order[:count]]
 
 
-def fit(points: Points, starts: np.ndarray) -> Fit:
+def fit(points: Points, starts: np.ndarray, bounds=BOUNDS) -> Fit:
     """L-BFGS-B from each start; the best optimum, checked for convergence.
 
     Converged: at the best optimum the optimiser reports success and the projected gradient is
     below GRADIENT_TOLERANCE, and more than one start reached it (when more than one was given).
     """
-    results = [_minimise(start, points) for start in starts]
+    results = [_minimise(start, points, bounds) for start in starts]
     values = np.array([result.fun for result in results])
     best = results[int(np.argmin(values))]
     gradient = objective(best.x, points)[1]
-    stationary = best.success and projected_gradient_norm(best.x, gradient) < GRADIENT_TOLERANCE
+    stationary = (
+        best.success and projected_gradient_norm(best.x, gradient, bounds) < GRADIENT_TOLERANCE
+    )
     reached = np.sum(values <= best.fun + AGREEMENT * (1 + abs(best.fun)))
     converged = bool(stationary and (reached > 1 or len(starts) == 1))
     return Fit(best.x, float(best.fun), converged)
 
 
-def fit_from_grid(points: Points) -> Fit:
-    """The full-data fit: L-BFGS-B from the FULL_STARTS best points of INIT_GRID."""
-    return fit(points, best_starts(INIT_GRID, points, FULL_STARTS))
+def fit_from_grid(points: Points, n_only: bool = False) -> Fit:
+    """The full-data fit: L-BFGS-B from the FULL_STARTS best points of INIT_GRID (``n_only``:
+    the law in n alone, the N term held, see NO_PARAMS_TERM)."""
+    axes, bounds = _space(INIT_GRID, n_only)
+    return fit(points, best_starts(axes, points, FULL_STARTS), bounds)
 
 
-def refit(points: Points, optimum: np.ndarray, grid_starts: int) -> np.ndarray:
+def refit(
+    points: Points, optimum: np.ndarray, grid_starts: int, n_only: bool = False
+) -> np.ndarray:
     """A bootstrap refit from ``optimum`` and the ``grid_starts`` best points of REFIT_GRID."""
-    starts = np.vstack([optimum[None], best_starts(REFIT_GRID, points, grid_starts)])
-    results = [_minimise(start, points) for start in starts]
+    axes, bounds = _space(REFIT_GRID, n_only)
+    starts = np.vstack([optimum[None], best_starts(axes, points, grid_starts)])
+    results = [_minimise(start, points, bounds) for start in starts]
     return min(results, key=lambda result: result.fun).x
+
+
+def _space(axes: dict[str, tuple[float, ...]], n_only: bool) -> tuple[dict, tuple]:
+    """The starting grid and bounds of the joint law, or of the law in n alone."""
+    return ({**axes, **NO_PARAMS_TERM}, N_ONLY_BOUNDS) if n_only else (axes, BOUNDS)
 
 
 def natural(theta: np.ndarray) -> dict[str, np.ndarray]:
