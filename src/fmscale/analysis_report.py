@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .analysis import CHECKS, LawResult, scale_order
+from .analysis import CHECKS, N_LAW_PARAMETERS, LawResult, scale_order
 from .files import atomic_path
 from .lawfit import log_prediction
 from .study import ANALYSIS_FIGURES
@@ -84,10 +84,10 @@ def _n_laws(laws: dict[str, dict[str, Any]]) -> list[str]:
         for scale, entry in scales.items():
             numbers = [
                 _with_ci(entry[name]) if entry["verdict"] == "ok" else ""
-                for name in ("E", "B", "beta")
+                for name in N_LAW_PARAMETERS
             ]
             rows.append([arch, scale, str(entry["n_cells"]), entry["verdict"], *numbers])
-    return lines + _table(["arch", "scale", "cells", "verdict", "E", "B", "beta"], rows)
+    return lines + _table(["arch", "scale", "cells", "verdict", *N_LAW_PARAMETERS], rows)
 
 
 def _n_star(report: dict[str, Any]) -> list[str]:
