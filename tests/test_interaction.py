@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from fmscale.analysis_report import markdown
-from fmscale.interaction import cell_estimate, difference, interaction, wilson
+from fmscale.interaction import cell_estimate, difference, interaction
+from fmscale.intervals import wilson
 
 SCALES = ["tiny", "small", "base"]
 SIZES = [32, 256, 4096]

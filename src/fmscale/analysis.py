@@ -22,6 +22,7 @@ import pandas as pd
 from . import lawfit
 from .files import atomic_write
 from .interaction import interaction
+from .intervals import Z95, t_interval
 from .study import ANALYSIS_N_SAMPLES
 
 SUMMARY_COLUMNS = (
@@ -62,7 +63,6 @@ MIN_LEVELS = 3
 """Distinct scales (and n_train values) an exponent needs."""
 EXPONENT_SPAN = 3.0
 """An exponent whose 95% CI spans more than this factor (hi / lo) is under-identified."""
-Z95 = 1.959963984540054
 MEMORISER_FLOOR = 0.9
 HOLDOUT_CEILING = 0.1
 CHECKS = (
@@ -453,15 +453,12 @@ def _comparison(
 ) -> dict[str, Any]:
     """The mean paired difference with its 95% CI over the pairs: a percentile bootstrap from
     MIN_BOOTSTRAP_PAIRS pairs on, the Student-t interval below (none for a single pair)."""
-    from scipy import stats
-
     count, mean = len(differences), float(differences.mean())
     if count >= MIN_BOOTSTRAP_PAIRS:
         means = differences[rng.integers(0, count, (resamples, count))]
         ci, method = _ci(means.mean(axis=1)), "bootstrap"
     elif count >= 2:
-        half = stats.t.ppf(0.975, count - 1) * differences.std(ddof=1) / math.sqrt(count)
-        ci, method = [mean - half, mean + half], "t"
+        ci, method = t_interval(differences), "t"
     else:
         ci, method = None, None
     resolved = ci is not None and (ci[0] > 0 or ci[1] < 0)

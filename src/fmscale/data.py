@@ -21,7 +21,7 @@ import torch
 
 from .config import DataConfig, SyntheticConfig
 from .files import atomic_path
-from .metrics import check_pca_dims, principal_axes
+from .metrics import leading_axes, principal_axes
 
 log = logging.getLogger(__name__)
 
@@ -232,9 +232,7 @@ class Dataset:
 
     def pca(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The train pool's top-k ``pca_basis``, from the stored axes (no covariance per job)."""
-        check_pca_dims(k, self.dim)
-        mean, components = self.principal_axes()
-        return mean, components[:, :k].contiguous()
+        return leading_axes(self.principal_axes(), k)
 
     def save(self, path: str | Path) -> None:
         """One safetensors file with splits, statistics and (synthetic) the mixture."""

@@ -114,14 +114,21 @@ def cfm_loss(model: nn.Module, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tens
 
     v = 0 scores E||x1 - x0||^2 / D, i.e. 2.0 on standardised data with unit-variance noise.
     """
-    return ((model(interpolate(x0, x1, t), t) - (x1 - x0)) ** 2).mean()
+    return _squared_errors(model, x0, x1, t).mean()
 
 
 def cfm_losses(
     model: nn.Module, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor
 ) -> torch.Tensor:
     """``cfm_loss`` of each row of the batch: [B]."""
-    return ((model(interpolate(x0, x1, t), t) - (x1 - x0)) ** 2).mean(dim=1)
+    return _squared_errors(model, x0, x1, t).mean(dim=1)
+
+
+def _squared_errors(
+    model: nn.Module, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
+    """(v(x_t, t) - (x1 - x0))^2 per row and dimension: [B, D]."""
+    return (model(interpolate(x0, x1, t), t) - (x1 - x0)) ** 2
 
 
 def ot_pair(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:

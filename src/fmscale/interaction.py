@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-Z95 = 1.959963984540054
+from .intervals import Z95, t_interval, wilson
+
 METRICS = ("gap", "memorised_fraction")
 """What the interaction reads: val_loss - train_loss, and the share of samples that copy a
 training row."""
@@ -34,23 +35,13 @@ def _standard_errors(part: pd.DataFrame, metric: str, n_samples: int) -> np.ndar
 def _interval(values: np.ndarray, errors: np.ndarray) -> tuple[float, list[float] | None, str]:
     """Mean, 95% CI and its method: Student-t over two or more values, else the one value's
     normal interval from its standard error (no CI when that is unknown)."""
-    from scipy import stats
-
     mean = float(values.mean())
     if len(values) >= 2:
-        half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-        return mean, [mean - half, mean + half], "t over seeds"
+        return mean, t_interval(values), "t over seeds"
     error = float(errors[0]) if len(errors) else math.nan
     if not math.isfinite(error):
         return mean, None, "none"
     return mean, [mean - Z95 * error, mean + Z95 * error], "sampling error"
-
-
-def wilson(p: float, n: int) -> list[float]:
-    """The 95% Wilson score interval of a proportion p of n (stays inside [0, 1])."""
-    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n**2)) / (1 + Z95**2 / n)
-    return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
 def cell_estimate(part: pd.DataFrame, metric: str, n_samples: int) -> dict[str, Any]:

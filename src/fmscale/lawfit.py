@@ -36,7 +36,11 @@ BOUNDS = ((-30.0, 30.0), (-30.0, 60.0), (-30.0, 60.0), (0.0, 5.0), (0.0, 5.0))
 NO_PARAMS_TERM = {"a": (-30.0,), "alpha": (0.0,)}
 """The N term held at A = e^-30, alpha = 0 (a constant ~1e-13, inside E): the law in n alone,
 L = E + B / n^beta, fitted at one model size."""
-N_ONLY_BOUNDS = (BOUNDS[0], (-30.0, -30.0), BOUNDS[2], (0.0, 0.0), BOUNDS[4])
+N_ONLY_BOUNDS = tuple(
+    (NO_PARAMS_TERM[name][0],) * 2 if name in NO_PARAMS_TERM else bound
+    for name, bound in zip(PARAMETERS, BOUNDS, strict=True)
+)
+"""BOUNDS with the N term's parameters pinned at NO_PARAMS_TERM."""
 FULL_STARTS = 12
 """L-BFGS-B runs from this many of the best grid points (the grid is scored in one pass)."""
 GRADIENT_TOLERANCE = 1e-4

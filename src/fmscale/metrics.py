@@ -103,16 +103,19 @@ def principal_axes(x: Tensor) -> tuple[Tensor, Tensor]:
     return mean.float(), (components * signs).float()
 
 
-def check_pca_dims(k: int, dim: int) -> None:
-    if not 1 <= k <= dim:
-        raise ValueError(f"evaluate.pca_dims={k} must be in [1, D={dim}] (the data's dimension)")
+def leading_axes(axes: tuple[Tensor, Tensor], k: int) -> tuple[Tensor, Tensor]:
+    """(mean, the first k principal directions [D, k]) of ``principal_axes``' output."""
+    mean, components = axes
+    if not 1 <= k <= len(components):
+        raise ValueError(
+            f"evaluate.pca_dims={k} must be in [1, D={len(components)}] (the data's dimension)"
+        )
+    return mean, components[:, :k].contiguous()
 
 
 def pca_basis(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """(mean [D], components [D, k]) of x's top-k principal directions (``principal_axes``)."""
-    check_pca_dims(k, x.shape[1])
-    mean, components = principal_axes(x)
-    return mean, components[:, :k].contiguous()
+    return leading_axes(principal_axes(x), k)
 
 
 def project(x: Tensor, basis: tuple[Tensor, Tensor]) -> Tensor:

@@ -1,0 +1,27 @@
+"""95% confidence intervals shared by the analysis: the normal quantile, the Student-t interval
+of a mean, and the Wilson interval of a proportion. Torch-free."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+Z95 = 1.959963984540054
+"""The two-sided 95% quantile of the standard normal."""
+
+
+def t_interval(values: np.ndarray) -> list[float]:
+    """The 95% Student-t interval of the mean of two or more values."""
+    from scipy import stats
+
+    mean = float(values.mean())
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    return [mean - half, mean + half]
+
+
+def wilson(p: float, n: int) -> list[float]:
+    """The 95% Wilson score interval of a proportion p of n (stays inside [0, 1])."""
+    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n**2)) / (1 + Z95**2 / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
