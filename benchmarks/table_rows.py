@@ -22,9 +22,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from fmscale.config import DataConfig, EvalConfig, TrainConfig
+from fmscale.config import DataConfig, EvalConfig, SyntheticConfig, TrainConfig
 from fmscale.data import build_dataset
-from fmscale.evaluate import evaluate_cell
+from fmscale.evaluate import evaluate_cell, validation_loss
+from fmscale.exact_field import MixtureField
 from fmscale.train import CellSpec, train_cell
 
 
@@ -35,6 +36,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=1200)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0, help="the cell's training seed")
+    p.add_argument("--n-modes", type=int, default=SyntheticConfig.n_modes)
+    p.add_argument("--latent-dim", type=int, default=SyntheticConfig.latent_dim)
     return p.parse_args()
 
 
@@ -48,7 +52,8 @@ def one_row_table(arch: str, row: dict, path: Path) -> Path:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(1)
-    data = build_dataset(DataConfig(n_val=500, n_test=1000), args.n)
+    synthetic = SyntheticConfig(n_modes=args.n_modes, latent_dim=args.latent_dim)
+    data = build_dataset(DataConfig(n_val=500, n_test=1000, synthetic=synthetic), args.n)
     evaluation = EvalConfig(nfe=(8,), n_samples=300)
     train = TrainConfig(
         steps=args.steps,
@@ -58,14 +63,19 @@ def main() -> None:
         log_every=max(1, args.steps // 10),
         device="cpu",
     )
-    print(f"n_train {args.n}, {args.steps} steps of batch {args.batch}, lr {args.lr}")
+    floor, zero = validation_loss(MixtureField.population(data), data.val)
+    print(
+        f"n_train {args.n}, {args.steps} steps of batch {args.batch}, lr {args.lr}, seed "
+        f"{args.seed}; data {args.n_modes} modes on a {args.latent_dim}-dim latent, floor "
+        f"(exact field's val_loss_ratio) {floor / zero:.4f}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for i, (arch, row) in enumerate(json.loads(args.rows)):
             table = one_row_table(arch, row, Path(tmp) / f"table{i}.yaml")
             run = Path(tmp) / f"run{i}"
             start = time.perf_counter()
             cell = train_cell(
-                CellSpec(arch, "x", args.n, 0, str(table)), data, train, run, None, False
+                CellSpec(arch, "x", args.n, args.seed, str(table)), data, train, run, None, False
             )
             seconds = time.perf_counter() - start
             result = evaluate_cell(run, data, evaluation, "cpu")

@@ -1,0 +1,177 @@
+"""Does the validation loss fall with scale at fixed steps and batch? Seed-paired, with CIs.
+
+    python benchmarks/capacity_sweep.py [--table cpu] [--n 4096] [--steps 1200] [--batch 64]
+        [--seeds 0,1,2] [--archs mlp,dit,unet,mamba] [--latent-dim 16] [--name capacity_sweep]
+
+Every arch x scale of a scaling table is trained on the first ``--n`` rows of the synthetic
+data for ``--steps`` of batch ``--batch`` (the same budget for every cell), one torch thread,
+under the default flow parameterisation, and scored like a study cell (EMA weights,
+``--samples`` samples at NFE ``--nfe``, midpoint). Cells run interleaved (seed, then arch, then
+scale), so a noisy machine hits the scales of one arch alike. Writes ``<--name>.csv`` / ``.md``
+under ``--out``: each cell, then per arch x scale the mean val_loss_ratio over seeds with its
+95% Student-t interval, and each step up in scale (small - tiny, base - small) as a difference
+paired by seed with its 95% interval: "falls" when the interval lies below 0. The floor is the
+exact field's val_loss_ratio (no model can beat it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import RESULTS_DIR, machine_lines, markdown_table, write_report
+
+from fmscale.config import DataConfig, EvalConfig, SyntheticConfig, TrainConfig
+from fmscale.data import build_dataset
+from fmscale.evaluate import evaluate_cell, validation_loss
+from fmscale.exact_field import MixtureField
+from fmscale.intervals import t_interval
+from fmscale.models.scaling import load_table
+from fmscale.train import CellSpec, train_cell
+
+CELL_COLUMNS = {
+    "seed": ("seed", "{}"),
+    "arch": ("arch", "{}"),
+    "scale": ("scale", "{}"),
+    "params": ("n_params", "{:,}"),
+    "val_loss_ratio": ("val_loss_ratio", "{:.4f}"),
+    "variance_ratio": ("variance_ratio", "{:.3f}"),
+    "precision_pca": ("precision_pca", "{:.3f}"),
+    "mode_kl": ("mode_kl", "{:.3f}"),
+    "modes": ("modes_covered", "{}"),
+    "train s": ("train_s", "{:.1f}"),
+}
+
+
+def _list(kind):
+    return lambda text: [kind(x) for x in text.split(",") if x]
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--table", default="cpu", help="a scaling table: packaged name or path")
+    p.add_argument("--archs", type=_list(str), default=None, help="default: the table's archs")
+    p.add_argument("--n", type=int, default=4096, help="n_train")
+    p.add_argument("--steps", type=int, default=1200)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seeds", type=_list(int), default=[0, 1, 2])
+    p.add_argument("--n-modes", type=int, default=SyntheticConfig.n_modes)
+    p.add_argument("--latent-dim", type=int, default=SyntheticConfig.latent_dim)
+    p.add_argument("--samples", type=int, default=300)
+    p.add_argument("--nfe", type=int, default=8)
+    p.add_argument("--out", type=Path, default=RESULTS_DIR)
+    p.add_argument("--name", default="capacity_sweep", help="file stem of the report")
+    return p.parse_args()
+
+
+def _interval(values: np.ndarray) -> str:
+    if len(values) < 2:
+        return f"{values.mean():.4f}"
+    low, high = t_interval(values)
+    return f"{values.mean():.4f} [{low:.4f}, {high:.4f}]"
+
+
+def scale_summary(rows: list[dict], scales: list[str]) -> str:
+    """Per arch: mean val_loss_ratio at each scale and each step's seed-paired difference."""
+    archs = list(dict.fromkeys(r["arch"] for r in rows))
+    seeds = sorted({r["seed"] for r in rows})
+    loss = {(r["arch"], r["scale"], r["seed"]): r["val_loss_ratio"] for r in rows}
+    steps = list(itertools.pairwise(scales))
+    head = ["arch", *scales, *(f"{b} - {a}" for a, b in steps)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for arch in archs:
+        cells = []
+        for scale in scales:
+            values = [loss[arch, scale, s] for s in seeds if (arch, scale, s) in loss]
+            cells.append(_interval(np.array(values)) if values else "")
+        for a, b in steps:
+            paired = [
+                loss[arch, b, s] - loss[arch, a, s]
+                for s in seeds
+                if (arch, a, s) in loss and (arch, b, s) in loss
+            ]
+            if not paired:
+                cells.append("")
+                continue
+            diff = np.array(paired)
+            verdict = ""
+            if len(diff) >= 2:
+                low, high = t_interval(diff)
+                verdict = " falls" if high < 0 else (" rises" if low > 0 else " not resolved")
+            cells.append(_interval(diff) + verdict)
+        lines.append("| " + " | ".join([arch, *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(1)
+    table = load_table(args.table)
+    archs = args.archs or list(table.archs)
+    synthetic = SyntheticConfig(n_modes=args.n_modes, latent_dim=args.latent_dim)
+    data = build_dataset(DataConfig(n_val=500, n_test=1000, synthetic=synthetic), args.n)
+    floor, zero = validation_loss(MixtureField.population(data), data.val)
+    eval_cfg = EvalConfig(nfe=(args.nfe,), n_samples=args.samples)
+    train = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch,
+        lr=args.lr,
+        ckpt_every=args.steps,
+        log_every=max(1, args.steps // 10),
+        trajectory_points=0,
+        device="cpu",
+    )
+    lines = [
+        *machine_lines(torch.device("cpu")),
+        f"table {args.table}, n_train {args.n}, {args.steps} steps of batch {args.batch}, "
+        f"lr {args.lr}, parameterisation {train.parameterisation}, seeds {args.seeds}",
+        f"data: synthetic D = {data.dim}, {args.n_modes} modes on a {args.latent_dim}-dim "
+        f"latent; floor (the exact field's val_loss_ratio) {floor / zero:.4f}",
+        f"scoring: EMA weights, {args.samples} samples at NFE {args.nfe} (midpoint)",
+    ]
+    print("\n".join(lines), flush=True)
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            for arch in archs:
+                for scale in table.scales:
+                    run = Path(tmp) / f"{arch}_{scale}_{seed}"
+                    start = time.perf_counter()
+                    spec = CellSpec(arch, scale, args.n, seed, args.table)
+                    cell = train_cell(spec, data, train, run, None, False)
+                    train_s = time.perf_counter() - start
+                    result = evaluate_cell(run, data, eval_cfg, "cpu")
+                    metrics = result["metrics"]
+                    row = {
+                        "seed": seed,
+                        "arch": arch,
+                        "scale": scale,
+                        "n_params": cell["n_params"],
+                        "val_loss_ratio": result["val_loss_ratio"],
+                        **{k: metrics[k] for k in ("variance_ratio", "precision_pca", "mode_kl")},
+                        "modes_covered": f"{metrics['modes_covered']}/{metrics['modes_total']}",
+                        "train_s": train_s,
+                    }
+                    rows.append(row)
+                    print(markdown_table([row], CELL_COLUMNS).splitlines()[-1], flush=True)
+                    summary = scale_summary(rows, list(table.scales))
+                    table_md = (
+                        "## By scale (mean over seeds [95% CI]; steps paired by seed)\n\n"
+                        + summary
+                        + "\n## Cells\n\n"
+                        + markdown_table(rows, CELL_COLUMNS)
+                    )
+                    write_report(
+                        args.out / args.name, "Capacity at a fixed budget", lines, table_md, rows
+                    )
+    print("\n" + summary, flush=True)
+
+
+if __name__ == "__main__":
+    main()
