@@ -12,8 +12,9 @@ SCALES = ["tiny", "small", "base"]
 SIZES = [32, 256, 4096]
 
 
-def grid(seeds, gap, memorised, gap_se=0.002):
-    """Model rows of two archs: ``gap(scale_index, n)`` and ``memorised(scale_index, n)``."""
+def grid(seeds, gap, memorised, gap_se=0.002, loss=lambda arch, i, n: 0.2):
+    """Model rows of two archs: ``gap(scale_index, n)``, ``memorised(scale_index, n)`` and
+    val_loss_ratio ``loss(arch, scale_index, n)`` plus seed noise of sd 0.001."""
     rng = np.random.default_rng(0)
     rows = []
     for arch in ("mlp", "dit"):
@@ -29,6 +30,7 @@ def grid(seeds, gap, memorised, gap_se=0.002):
                             "gap": gap(i, n) + rng.normal(0, gap_se),
                             "gap_se": gap_se,
                             "memorised_fraction": memorised(i, n),
+                            "val_loss_ratio": loss(arch, i, n) + rng.normal(0, 0.001),
                         }
                     )
     return pd.DataFrame(rows)
@@ -85,7 +87,13 @@ def test_a_growing_gap_is_found_and_stated(seeds):
     memo = found["memorised_fraction"]
     assert memo["grows_with_scale"] == ["dit", "mlp"]
     assert "mlp/tiny" not in memo["shrinks_with_n"] and "mlp/base" in memo["shrinks_with_n"]
-    text = markdown(
+    text = _report(found)
+    assert "**Finding (gap)**: at n_train = 32" in text
+    assert "for 2 of 2 archs (dit, mlp)" in text
+
+
+def _report(found):
+    return markdown(
         {
             "bootstrap": {"resamples": 10, "seed": 0},
             "checks": [],
@@ -98,8 +106,36 @@ def test_a_growing_gap_is_found_and_stated(seeds):
             "n_samples": 300,
         }
     )
-    assert "**Finding (gap)**: at n_train = 32" in text
-    assert "for 2 of 2 archs (dit, mlp)" in text
+
+
+def mlp_keeps_improving(arch, i, n):
+    """mlp: 0.20 / 0.19 / 0.18 at every n; dit: 0.20 / 0.19 / 0.19 (flat from small to base)."""
+    return 0.2 - 0.01 * (i if arch == "mlp" else min(i, 1))
+
+
+def test_capacity_at_the_largest_n_pairs_seeds_and_names_the_archs_that_keep_improving():
+    rows = grid(3, growing_gap, lambda i, n: 0.0, loss=mlp_keeps_improving)
+    rows.loc[rows.n_train < 4096, "val_loss_ratio"] = 0.5  # only the largest n is read
+    found = interaction(rows, SCALES, 300)["val_loss_ratio"]
+    assert found["n_train"] == 4096 and found["falls_with_scale"] == ["mlp"]
+    dit = found["steps"]["dit"]
+    assert [(e["a"], e["b"]) for e in dit] == [("small", "tiny"), ("base", "small")]
+    assert dit[0]["resolved"] and dit[0]["estimate"] == pytest.approx(-0.01, abs=0.003)
+    assert not dit[1]["resolved"] and dit[1]["pairs"] == 3
+    text = _report(interaction(rows, SCALES, 300))
+    assert "**Finding (capacity at n_train = 4096)**" in text
+    assert "CI below 0, for 1 of 2 archs (mlp)." in text
+
+
+def test_capacity_with_one_seed_has_no_ci_and_says_why():
+    rows = grid(1, growing_gap, lambda i, n: 0.0, loss=mlp_keeps_improving)
+    found = interaction(rows, SCALES, 300)
+    steps = found["val_loss_ratio"]["steps"]["mlp"]
+    assert all(e["ci"] is None and not e["resolved"] for e in steps)
+    assert found["val_loss_ratio"]["falls_with_scale"] == []
+    text = _report(found)
+    assert "for 0 of 2 archs (none)" in text and "needs two or more seeds" in text
+    assert "base - small: -0.01" in text and "(no CI)" in text
 
 
 def test_a_flat_gap_is_not_a_finding():

@@ -14,6 +14,7 @@ import pandas as pd
 
 from .analysis import CHECKS, N_LAW_PARAMETERS, LawResult, scale_order
 from .files import atomic_path
+from .interaction import CAPACITY_METRIC
 from .lawfit import log_prediction
 from .study import ANALYSIS_FIGURES
 from .summarize import log_axes
@@ -189,8 +190,34 @@ def _finding(metric: str, found: dict[str, Any], archs: list[str], small: int, l
     )
 
 
+def _capacity(found: dict[str, Any]) -> list[str]:
+    """The val_loss_ratio steps up in scale at the largest n_train: finding and table."""
+    steps, n_train = found["steps"], found["n_train"]
+    archs = sorted(steps)
+    falls = found["falls_with_scale"]
+    seeds_short = any(e["method"] == "none" for entries in steps.values() for e in entries)
+    finding = (
+        f"**Finding (capacity at n_train = {n_train})**: val_loss_ratio falls at every step "
+        f"up in scale, CI below 0, for {len(falls)} of {len(archs)} archs"
+        f" ({', '.join(falls) or 'none'})."
+    )
+    if seeds_short:
+        finding += (
+            " A step's CI needs two or more seeds (the seed-to-seed variation is what "
+            "decides it): a step with one seed has none and is never resolved."
+        )
+    width = max((len(entries) for entries in steps.values()), default=0)
+    header = ["arch", *[f"step {i + 1}: larger - smaller [95% CI]" for i in range(width)]]
+    rows = [
+        [arch, *[f"{e['a']} - {e['b']}: {_ci_text(e)}" for e in steps[arch]]]
+        + [""] * (width - len(steps[arch]))
+        for arch in archs
+    ]
+    return [finding, ""] + (_table(header, rows) if width else [])
+
+
 def _interaction(found: dict[str, Any]) -> list[str]:
-    lines = ["## Capacity x data: generalisation gap and memorisation", ""]
+    lines = ["## Capacity x data: generalisation gap, memorisation, loss at the largest n", ""]
     sizes, scales = found["n_train"], found["scales"]
     metrics = [m for m in INTERACTION_WORDS if m in found]
     if len(sizes) < 2 or not metrics:
@@ -232,6 +259,14 @@ def _interaction(found: dict[str, Any]) -> list[str]:
             f"n={sizes[0]} - n={sizes[-1]} per scale [95% CI]",
         ]
         lines += _table(header, rows)
+    if CAPACITY_METRIC in found:
+        lines += [
+            "Where data is plentiful capacity should help: each step up in scale of "
+            f"{CAPACITY_METRIC} at the largest n_train, paired by seed (Student-t over the "
+            "pairs), below 0 when the larger model is better.",
+            "",
+            *_capacity(found[CAPACITY_METRIC]),
+        ]
     return lines
 
 

@@ -1,15 +1,20 @@
 """The capacity x data interaction, read with 95% CIs: the generalisation gap and the memorised
-fraction across scales at the smallest n_train, and across n_train at each scale.
+fraction across scales at the smallest n_train, and across n_train at each scale; and the
+validation loss at each step up in scale at the largest n_train (does capacity help where data
+is plentiful?).
 
 A cell's value is its mean over seeds. Its CI: with two or more seeds, the Student-t interval
 over the seeds (model-to-model variation included); with one seed, the cell's own sampling
 error: the gap's paired standard error over the validation draws (``gap_se``, evaluate.py) or
 the memorised fraction's binomial error over its samples. A difference of two cells pairs
-their seeds the same way, or combines the two standard errors when there is one seed.
+their seeds the same way, or combines the two standard errors when there is one seed. A
+val_loss_ratio difference needs two or more seeds: with one, the seed-to-seed variation that
+dominates it is unmeasured (and both cells share the validation draws), so it gets no CI.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -23,11 +28,17 @@ METRICS = ("gap", "memorised_fraction")
 training row."""
 
 
+CAPACITY_METRIC = "val_loss_ratio"
+"""What the capacity reading at the largest n_train compares across scales."""
+
+
 def _standard_errors(part: pd.DataFrame, metric: str, n_samples: int) -> np.ndarray:
     """Each row's own sampling error of ``metric`` (NaN where unknown)."""
     if metric == "gap":
         column = part["gap_se"] if "gap_se" in part.columns else pd.Series(np.nan, part.index)
         return column.to_numpy(float)
+    if metric != "memorised_fraction":
+        return np.full(len(part), np.nan)
     p = part[metric].to_numpy(float)
     return np.sqrt(np.clip(p * (1 - p), 1 / n_samples, None) / n_samples)
 
@@ -87,16 +98,40 @@ def _grows(entry: dict[str, Any]) -> bool:
     return entry["resolved"] and entry["estimate"] > 0
 
 
+def capacity_at_largest_n(rows: pd.DataFrame, scales: list[str], n_train: int) -> dict[str, Any]:
+    """Per arch, each step up in scale (larger - smaller) of val_loss_ratio at ``n_train``,
+    paired by seed; the archs whose loss falls at every step, CI below 0."""
+    at_n = rows[rows.n_train == n_train]
+    steps: dict[str, list[dict[str, Any]]] = {}
+    for arch, part in at_n.groupby("arch"):
+        present = [s for s in scales if s in set(part.scale)]
+        steps[arch] = [
+            {"a": larger, "b": smaller}
+            | difference(
+                part[part.scale == larger], part[part.scale == smaller], CAPACITY_METRIC, 0
+            )
+            for smaller, larger in itertools.pairwise(present)
+        ]
+    falls = sorted(
+        arch
+        for arch, entries in steps.items()
+        if entries and all(e["resolved"] and e["estimate"] < 0 for e in entries)
+    )
+    return {"n_train": int(n_train), "steps": steps, "falls_with_scale": falls}
+
+
 def interaction(rows: pd.DataFrame, scales: list[str], n_samples: int) -> dict[str, Any]:
     """Per metric: every cell with its CI; per arch, largest - smallest scale at the smallest
     n_train; per arch and scale, smallest - largest n_train; the archs where the first, and
     the arch/scale pairs where the second, is resolved above 0 (grows with scale / shrinks
-    with n)."""
+    with n). Then ``capacity_at_largest_n``."""
     sizes = sorted(rows.n_train.unique())
     out: dict[str, Any] = {"n_train": [int(n) for n in sizes], "scales": scales}
     if len(sizes) == 0:
         return out
     smallest, largest = sizes[0], sizes[-1]
+    if CAPACITY_METRIC in rows.columns:
+        out[CAPACITY_METRIC] = capacity_at_largest_n(rows, scales, largest)
     for metric in METRICS:
         if metric not in rows.columns:
             continue
