@@ -12,11 +12,18 @@ under ``--out``: each cell, then per arch x scale the mean val_loss_ratio over s
 95% Student-t interval, and each step up in scale (small - tiny, base - small) as a difference
 paired by seed with its 95% interval: "falls" when the interval lies below 0. The floor is the
 exact field's val_loss_ratio (no model can beat it).
+
+    python benchmarks/capacity_sweep.py --summary docs/cpu_validation/summary.csv --n 4096
+    python benchmarks/capacity_sweep.py --summary benchmarks/results/capacity_sweep_b256*.csv
+
+reads the cells of study summary.csv files (at n_train = ``--n``) or of earlier sweeps' CSVs
+(each at one n_train) instead, pooled, and prints the same by-scale table (no training).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import itertools
 import tempfile
 import time
@@ -67,6 +74,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--nfe", type=int, default=8)
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
     p.add_argument("--name", default="capacity_sweep", help="file stem of the report")
+    p.add_argument(
+        "--summary", type=Path, nargs="+", help="summary.csv or sweep CSVs: tabulate, no training"
+    )
     return p.parse_args()
 
 
@@ -109,8 +119,38 @@ def scale_summary(rows: list[dict], scales: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary_rows(path: Path, n_train: int) -> list[dict]:
+    """The model cells of a study's summary.csv at ``n_train`` (reference rows have no scale),
+    or every cell of a sweep's CSV (one n_train; older sweeps have no n_train column)."""
+    with path.open(newline="") as f:
+        return [
+            {
+                "arch": r["arch"],
+                "scale": r["scale"],
+                "seed": int(r["seed"]),
+                "val_loss_ratio": float(r["val_loss_ratio"]),
+            }
+            for r in csv.DictReader(f)
+            if r["scale"] and int(r.get("n_train") or n_train) == n_train and r["val_loss_ratio"]
+        ]
+
+
 def main() -> None:
     args = parse_args()
+    if args.summary:
+        rows = [row for path in args.summary for row in summary_rows(path, args.n)]
+        cells = [(r["arch"], r["scale"], r["seed"]) for r in rows]
+        repeated = sorted({c for c in cells if cells.count(c) > 1})
+        if repeated:
+            raise SystemExit(
+                f"--summary: cells {repeated[:3]} appear more than once; pool files of one "
+                "budget with distinct seeds"
+            )
+        scales = list(load_table(args.table).scales)
+        names = ", ".join(map(str, args.summary))
+        print(f"{names}: n_train {args.n}, seeds {sorted({r['seed'] for r in rows})}")
+        print(scale_summary(rows, scales))
+        return
     torch.set_num_threads(1)
     table = load_table(args.table)
     archs = args.archs or list(table.archs)
@@ -152,6 +192,7 @@ def main() -> None:
                         "seed": seed,
                         "arch": arch,
                         "scale": scale,
+                        "n_train": args.n,
                         "n_params": cell["n_params"],
                         "val_loss_ratio": result["val_loss_ratio"],
                         **{k: metrics[k] for k in ("variance_ratio", "precision_pca", "mode_kl")},
