@@ -5,7 +5,7 @@
 
 Every arch x scale of a scaling table is trained on the first ``--n`` rows of the synthetic
 data for ``--steps`` of batch ``--batch`` (the same budget for every cell), one torch thread,
-under the default flow parameterisation, and scored like a study cell (EMA weights,
+under ``--parameterisation`` (default: the study's), and scored like a study cell (EMA weights,
 ``--samples`` samples at NFE ``--nfe``, midpoint). Cells run interleaved (seed, then arch, then
 scale), so a noisy machine hits the scales of one arch alike. Writes ``<--name>.csv`` / ``.md``
 under ``--out``: each cell, then per arch x scale the mean val_loss_ratio over seeds with its
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from _common import RESULTS_DIR, machine_lines, markdown_table, write_report
 
-from fmscale.config import DataConfig, EvalConfig, SyntheticConfig, TrainConfig
+from fmscale.config import PARAMETERISATIONS, DataConfig, EvalConfig, SyntheticConfig, TrainConfig
 from fmscale.data import build_dataset
 from fmscale.evaluate import evaluate_cell, validation_loss
 from fmscale.exact_field import MixtureField
@@ -67,6 +67,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=1200)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument(
+        "--parameterisation", choices=PARAMETERISATIONS, default=TrainConfig.parameterisation
+    )
     p.add_argument("--seeds", type=_list(int), default=[0, 1, 2])
     p.add_argument("--n-modes", type=int, default=SyntheticConfig.n_modes)
     p.add_argument("--latent-dim", type=int, default=SyntheticConfig.latent_dim)
@@ -162,6 +165,7 @@ def main() -> None:
         steps=args.steps,
         batch_size=args.batch,
         lr=args.lr,
+        parameterisation=args.parameterisation,
         ckpt_every=args.steps,
         log_every=max(1, args.steps // 10),
         trajectory_points=0,

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from fmscale.config import DataConfig, EvalConfig, SyntheticConfig, TrainConfig
+from fmscale.config import PARAMETERISATIONS, DataConfig, EvalConfig, SyntheticConfig, TrainConfig
 from fmscale.data import build_dataset
 from fmscale.evaluate import evaluate_cell, validation_loss
 from fmscale.exact_field import MixtureField
@@ -36,6 +36,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=1200)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument(
+        "--parameterisation", choices=PARAMETERISATIONS, default=TrainConfig.parameterisation
+    )
     p.add_argument("--seed", type=int, default=0, help="the cell's training seed")
     p.add_argument("--n-modes", type=int, default=SyntheticConfig.n_modes)
     p.add_argument("--latent-dim", type=int, default=SyntheticConfig.latent_dim)
@@ -59,6 +62,7 @@ def main() -> None:
         steps=args.steps,
         batch_size=args.batch,
         lr=args.lr,
+        parameterisation=args.parameterisation,
         ckpt_every=args.steps,
         log_every=max(1, args.steps // 10),
         device="cpu",
