@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from fmscale.config import PARAMETERISATIONS, TrainConfig, from_section, read_yaml
 from fmscale.data import DataConfig, build_dataset
 from fmscale.evaluate import load_cell
-from fmscale.flow import TimeGain, VelocityField, cfm_loss, sample
+from fmscale.flow import LOWRANK_GAIN_RANK, TimeGain, VelocityField, cfm_loss, sample
 from fmscale.models import create_model
 from fmscale.params import count_model
 from fmscale.train import CellSpec, Trainer, train_cell
@@ -96,6 +96,10 @@ def test_gate_counts_what_the_parameterisation_adds():
         base + gain_dim
     )
     assert gain_dim == gain + 1023 * 65  # 64 weights and a bias per extra output dimension
+    rank = LOWRANK_GAIN_RANK
+    assert count_model("mlp", {"hidden_dim": 96, "num_layers": 3}, 1024, "skip_lowrank") == (
+        base + gain + rank * 65 + rank * 1024  # r more outputs of the MLP of t, a D x r basis
+    )
     for fixed in ("velocity", "edm", "data"):
         assert count_model("mlp", {"hidden_dim": 96, "num_layers": 3}, 1024, fixed) == base
 
