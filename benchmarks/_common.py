@@ -27,6 +27,11 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 """Where the scripts write their tables unless ``--out`` says otherwise."""
 
 
+def comma_list(kind: Callable[[str], Any]) -> Callable[[str], list]:
+    """An argparse type: ``"a,b"`` -> ``[kind("a"), kind("b")]``."""
+    return lambda text: [kind(part) for part in text.split(",") if part]
+
+
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo, else what ``platform`` knows."""
     with contextlib.suppress(OSError):

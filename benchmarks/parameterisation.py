@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import RESULTS_DIR, machine_lines, markdown_table, write_report
+from _common import RESULTS_DIR, comma_list, machine_lines, markdown_table, write_report
 
 from fmscale.config import PARAMETERISATIONS, DataConfig, EvalConfig, TrainConfig
 from fmscale.data import build_dataset
@@ -49,17 +49,13 @@ COLUMNS = {
 }
 
 
-def _list(kind):
-    return lambda text: [kind(part) for part in text.split(",")]
-
-
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--archs", type=_list(str), default=["mlp", "unet", "dit", "mamba"])
-    p.add_argument("--parameterisations", type=_list(str), default=list(PARAMETERISATIONS))
-    p.add_argument("--scales", type=_list(str), default=["small"])
-    p.add_argument("--budgets", type=_list(int), default=[300, 1000], help="steps per cell")
-    p.add_argument("--n", type=_list(int), default=[256, 4096], help="training-set sizes")
+    p.add_argument("--archs", type=comma_list(str), default=["mlp", "unet", "dit", "mamba"])
+    p.add_argument("--parameterisations", type=comma_list(str), default=list(PARAMETERISATIONS))
+    p.add_argument("--scales", type=comma_list(str), default=["small"])
+    p.add_argument("--budgets", type=comma_list(int), default=[300, 1000], help="steps per cell")
+    p.add_argument("--n", type=comma_list(int), default=[256, 4096], help="training-set sizes")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--samples", type=int, default=300)

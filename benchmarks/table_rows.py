@@ -21,27 +21,18 @@ from pathlib import Path
 
 import torch
 import yaml
+from _cells import add_cell_arguments, budget, synthetic_data
 
-from fmscale.config import PARAMETERISATIONS, DataConfig, EvalConfig, SyntheticConfig, TrainConfig
-from fmscale.data import build_dataset
-from fmscale.evaluate import evaluate_cell, validation_loss
-from fmscale.exact_field import MixtureField
+from fmscale.config import EvalConfig
+from fmscale.evaluate import evaluate_cell
 from fmscale.train import CellSpec, train_cell
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", required=True, help="JSON list of [arch, row] pairs")
-    p.add_argument("--n", type=int, default=4096, help="n_train (default 4096)")
-    p.add_argument("--steps", type=int, default=1200)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument(
-        "--parameterisation", choices=PARAMETERISATIONS, default=TrainConfig.parameterisation
-    )
     p.add_argument("--seed", type=int, default=0, help="the cell's training seed")
-    p.add_argument("--n-modes", type=int, default=SyntheticConfig.n_modes)
-    p.add_argument("--latent-dim", type=int, default=SyntheticConfig.latent_dim)
+    add_cell_arguments(p)
     return p.parse_args()
 
 
@@ -55,23 +46,13 @@ def one_row_table(arch: str, row: dict, path: Path) -> Path:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(1)
-    synthetic = SyntheticConfig(n_modes=args.n_modes, latent_dim=args.latent_dim)
-    data = build_dataset(DataConfig(n_val=500, n_test=1000, synthetic=synthetic), args.n)
+    data, floor = synthetic_data(args.n, args.n_modes, args.latent_dim)
     evaluation = EvalConfig(nfe=(8,), n_samples=300)
-    train = TrainConfig(
-        steps=args.steps,
-        batch_size=args.batch,
-        lr=args.lr,
-        parameterisation=args.parameterisation,
-        ckpt_every=args.steps,
-        log_every=max(1, args.steps // 10),
-        device="cpu",
-    )
-    floor, zero = validation_loss(MixtureField.population(data), data.val)
+    train = budget(args)
     print(
         f"n_train {args.n}, {args.steps} steps of batch {args.batch}, lr {args.lr}, seed "
         f"{args.seed}; data {args.n_modes} modes on a {args.latent_dim}-dim latent, floor "
-        f"(exact field's val_loss_ratio) {floor / zero:.4f}"
+        f"(exact field's val_loss_ratio) {floor:.4f}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for i, (arch, row) in enumerate(json.loads(args.rows)):
