@@ -100,9 +100,6 @@ def test_gate_counts_what_the_parameterisation_adds():
     assert count_model("mlp", {"hidden_dim": 96, "num_layers": 3}, 1024, "skip_lowrank") == (
         base + gain + rank * 65 + rank * 1024  # r more outputs of the MLP of t, a D x r basis
     )
-    assert count_model("mlp", {"hidden_dim": 96, "num_layers": 3}, 1024, "skip_var") == (
-        base + gain + 1024 + 1  # a variance per dimension and the exact gain's weight
-    )
     for fixed in ("velocity", "edm", "data"):
         assert count_model("mlp", {"hidden_dim": 96, "num_layers": 3}, 1024, fixed) == base
 

@@ -19,12 +19,6 @@ its size, unless the parameterisation carries it.
   and a learned D x r basis U. Per dimension at the cost of r x D parameters, not 64 x D: the
   optimal linear term differs across dimensions (standardising each dimension makes the
   isotropic noise off the data's subspace anisotropic), but smoothly, as a few functions of t.
-- ``skip_var``: a = g(t) + w k(t, s), with k(t, s) = (t s - (1 - t)) / (t^2 s + (1 - t)^2) the
-  exact gain of the straight path for data N(0, s) (the ``edm`` algebra per dimension), s a
-  learned per-dimension variance (starting at 1) and w a learned weight (starting at 0, so the
-  field starts at v = 0). Off the data's subspace standardised data are Gaussian with a
-  different small variance in each dimension, whose exact gain, ~1 / s near t = 1, no few
-  shared functions of t follow: D + 1 parameters where ``skip_dim`` spends 65 x D.
 - ``edm``: EDM-style preconditioning (Karras et al. 2022) derived for the straight path with
   standardised data (unit variance per dimension): Var(x_t) = (1 - t)^2 + t^2, a = c_skip =
   Cov(x1 - x0, x_t) / Var(x_t) = (2t - 1) / Var(x_t), b = c_out = sqrt(Var(x1 - x0) - c_skip^2
@@ -81,30 +75,12 @@ class LowRankGain(TimeGain):
         return gains[:, :1] + gains[:, 1:] @ self.basis.T
 
 
-class VarianceGain(TimeGain):
-    """g(t) + w k(t, s): ``TimeGain``'s scalar gain plus the exact per-dimension gain of data
-    with learned variances s (log-parameterised, starting at 1) and weight w (starting at 0)."""
-
-    def __init__(self, data_dim: int, width: int = 64):
-        super().__init__(1, width)
-        self.log_var = nn.Parameter(torch.zeros(data_dim))
-        self.weight = nn.Parameter(torch.zeros(1))
-
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
-        t = t.float()[:, None]
-        var = self.log_var.exp()
-        exact = (t * var - (1 - t)) / (t**2 * var + (1 - t) ** 2)
-        return super().forward(t[:, 0]) + self.weight * exact
-
-
 def _gain(parameterisation: str, data_dim: int) -> TimeGain:
     """The learned gain a(t) of a ``skip_*`` parameterisation."""
     if parameterisation == "skip_scalar":
         return TimeGain(1)
     if parameterisation == "skip_dim":
         return TimeGain(data_dim)
-    if parameterisation == "skip_var":
-        return VarianceGain(data_dim)
     return LowRankGain(data_dim)
 
 
