@@ -14,7 +14,8 @@ paired by seed with its 95% interval: "falls" when the interval lies below 0. Th
 exact field's val_loss_ratio (no model can beat it).
 
     python benchmarks/capacity_sweep.py --summary docs/cpu_validation/summary.csv --n 4096
-    python benchmarks/capacity_sweep.py --summary benchmarks/results/capacity_sweep_b256*.csv
+    python benchmarks/capacity_sweep.py --summary benchmarks/results/capacity_sweep_b256.csv \
+        benchmarks/results/capacity_sweep_b256_mamba.csv
 
 reads the cells of study summary.csv files (at n_train = ``--n``) or of earlier sweeps' CSVs
 (each at one n_train) instead, pooled, and prints the same by-scale table (no training).
