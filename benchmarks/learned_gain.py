@@ -58,7 +58,12 @@ def main() -> None:
     if not hasattr(field, "gain"):
         raise SystemExit(f"--parameterisation {args.parameterisation} learns no gain")
     with torch.no_grad():
-        gain = field.gain(TIMES).double().expand(len(TIMES), data.dim)
+        gain = field.gain(TIMES).double()
+    if gain.shape[1] == 1:
+        raise SystemExit(
+            f"--parameterisation {args.parameterisation} learns one gain for every dimension; "
+            "use skip_dim or skip_lowrank"
+        )
     deviation = gain - gain.mean(1, keepdim=True)
     singular = torch.linalg.svdvals(deviation)
     direction = torch.linalg.svd(deviation, full_matrices=False).Vh[0]
