@@ -11,7 +11,14 @@ from safetensors.torch import save_file
 from fmscale.config import PARAMETERISATIONS, TrainConfig, from_section, read_yaml
 from fmscale.data import DataConfig, build_dataset
 from fmscale.evaluate import load_cell
-from fmscale.flow import LOWRANK_GAIN_RANK, TimeGain, VelocityField, cfm_loss, sample
+from fmscale.flow import (
+    LOWRANK_GAIN_RANK,
+    TimeGain,
+    VelocityField,
+    cfm_loss,
+    sample,
+    variance_share,
+)
 from fmscale.models import create_model
 from fmscale.params import count_model
 from fmscale.train import CellSpec, Trainer, train_cell
@@ -100,6 +107,9 @@ def test_gate_counts_what_the_parameterisation_adds():
     assert count_model("mlp", {"hidden_dim": 96, "num_layers": 3}, 1024, "skip_lowrank") == (
         base + gain + rank * 65 + rank * 1024  # r more outputs of the MLP of t, a D x r basis
     )
+    assert count_model("mlp", {"hidden_dim": 96, "num_layers": 3}, 1024, "skip_share") == (
+        base + gain + 65  # one more output of the MLP of t; e is a buffer, not a parameter
+    )
     for fixed in ("velocity", "edm", "data"):
         assert count_model("mlp", {"hidden_dim": 96, "num_layers": 3}, 1024, fixed) == base
 
@@ -116,7 +126,23 @@ def cfg(**kw):
     return from_section(TrainConfig, {**SETTINGS["train"], **kw}, "train")
 
 
-@pytest.mark.parametrize("parameterisation", ["skip_dim", "edm", "data"])
+def test_skip_share_reads_its_vector_from_the_cells_own_rows_and_keeps_it(tmp_path, data):
+    """e comes from the cell's n_train rows (not the pool: a small cell must not see rows it
+    does not train on), is saved with the weights and loaded back."""
+    spec = CellSpec("mlp", "tiny", 64, 0)
+    train_cell(spec, data, cfg(steps=4, parameterisation="skip_share"), tmp_path, progress=False)
+    field, _ = load_cell(tmp_path)
+    own = variance_share(data.train(64))
+    torch.testing.assert_close(field.gain.share, own)
+    assert not torch.allclose(own, variance_share(data.train(1000)), atol=1e-2)
+    assert own.mean().abs() < 1e-5 and (own.std() - 1).abs() < 1e-4
+
+
+def test_variance_share_is_zero_when_every_dimension_is_alike():
+    assert torch.equal(variance_share(torch.ones(10, 4)), torch.zeros(4))
+
+
+@pytest.mark.parametrize("parameterisation", ["skip_dim", "skip_share", "edm", "data"])
 def test_resume_is_exact_and_the_field_is_recorded(tmp_path, data, parameterisation):
     spec = CellSpec("mlp", "tiny", 300, 0)
     settings = cfg(steps=40, ckpt_every=20, parameterisation=parameterisation)

@@ -24,7 +24,15 @@ T = TypeVar("T")
 SOLVERS = {"euler": 1, "midpoint": 2, "heun": 2}
 """ODE solver name -> velocity evaluations per step (the one list of solver names)."""
 
-PARAMETERISATIONS = ("velocity", "skip_scalar", "skip_dim", "skip_lowrank", "edm", "data")
+PARAMETERISATIONS = (
+    "velocity",
+    "skip_scalar",
+    "skip_dim",
+    "skip_lowrank",
+    "skip_share",
+    "edm",
+    "data",
+)
 """How a network's output becomes the velocity (``fmscale.flow.VelocityField``)."""
 
 DEVICES = ("auto", "cpu", "cuda", "mps")

@@ -19,6 +19,11 @@ its size, unless the parameterisation carries it.
   and a learned D x r basis U. Per dimension at the cost of r x D parameters, not 64 x D: the
   optimal linear term differs across dimensions (standardising each dimension makes the
   isotropic noise off the data's subspace anisotropic), but smoothly, as a few functions of t.
+- ``skip_share``: a = g(t) + h(t) e, g and h two outputs of the 64-wide MLP of t and e a fixed
+  per-dimension vector from the cell's own training rows: each dimension's share of variance in
+  their top ``SHARE_PRINCIPAL_DIRECTIONS`` principal directions, standardised across
+  dimensions. What ``skip_dim``'s 65 x D parameters learn is rank one across dimensions and
+  follows this share (benchmarks/README.md, "Capacity at a fixed budget"); here it costs 65.
 - ``edm``: EDM-style preconditioning (Karras et al. 2022) derived for the straight path with
   standardised data (unit variance per dimension): Var(x_t) = (1 - t)^2 + t^2, a = c_skip =
   Cov(x1 - x0, x_t) / Var(x_t) = (2t - 1) / Var(x_t), b = c_out = sqrt(Var(x1 - x0) - c_skip^2
@@ -45,6 +50,9 @@ DATA_T_EPS = 1e-2
 
 LOWRANK_GAIN_RANK = 4
 """The rank r of ``skip_lowrank``'s per-dimension gain."""
+
+SHARE_PRINCIPAL_DIRECTIONS = 8
+"""``skip_share``'s e: each dimension's share of variance in this many principal directions."""
 
 
 class TimeGain(nn.Module):
@@ -75,19 +83,54 @@ class LowRankGain(TimeGain):
         return gains[:, :1] + gains[:, 1:] @ self.basis.T
 
 
-def _gain(parameterisation: str, data_dim: int) -> TimeGain:
+def variance_share(rows: torch.Tensor, k: int = SHARE_PRINCIPAL_DIRECTIONS) -> torch.Tensor:
+    """Per dimension, the share of the rows' variance in their top-k principal directions,
+    standardised across dimensions (zeros where every dimension has the same share)."""
+    centred = rows.double() - rows.double().mean(0)
+    cov = centred.T @ centred / max(1, len(rows) - 1)
+    values, vectors = torch.linalg.eigh(cov)
+    values, vectors = values.flip(0)[:k], vectors.flip(1)[:, :k]
+    share = (vectors**2 * values).sum(1) / cov.diag().clamp_min(1e-12)
+    spread = share.std()
+    centred_share = share - share.mean()
+    return (centred_share / spread if spread > 1e-12 else centred_share * 0).float()
+
+
+class ShareGain(TimeGain):
+    """g(t) + h(t) e: ``TimeGain`` with 2 outputs (g, h) and a fixed per-dimension vector e
+    (a buffer: saved with the weights; zeros until set from the training rows or loaded)."""
+
+    def __init__(self, data_dim: int, share: torch.Tensor | None = None, width: int = 64):
+        super().__init__(2, width)
+        self.register_buffer("share", torch.zeros(data_dim) if share is None else share.clone())
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        gains = super().forward(t)
+        return gains[:, :1] + gains[:, 1:] * self.share
+
+
+def _gain(parameterisation: str, data_dim: int, train_rows: torch.Tensor | None = None) -> TimeGain:
     """The learned gain a(t) of a ``skip_*`` parameterisation."""
     if parameterisation == "skip_scalar":
         return TimeGain(1)
     if parameterisation == "skip_dim":
         return TimeGain(data_dim)
+    if parameterisation == "skip_share":
+        share = None if train_rows is None else variance_share(train_rows)
+        return ShareGain(data_dim, share)
     return LowRankGain(data_dim)
 
 
 class VelocityField(nn.Module):
     """v(x, t) = a(t) x + b(t) F(c(t) x, t) around the network F (see the module docstring)."""
 
-    def __init__(self, net: nn.Module, parameterisation: str, data_dim: int):
+    def __init__(
+        self,
+        net: nn.Module,
+        parameterisation: str,
+        data_dim: int,
+        train_rows: torch.Tensor | None = None,
+    ):
         super().__init__()
         if parameterisation not in PARAMETERISATIONS:
             raise ValueError(
@@ -96,7 +139,7 @@ class VelocityField(nn.Module):
         self.net = net
         self.parameterisation = parameterisation
         if parameterisation.startswith("skip"):
-            self.gain = _gain(parameterisation, data_dim)
+            self.gain = _gain(parameterisation, data_dim, train_rows)
 
     def coefficients(
         self, t: torch.Tensor
@@ -130,10 +173,17 @@ class VelocityField(nn.Module):
 
 
 def build_field(
-    arch: str, row: dict[str, Any], data_dim: int, parameterisation: str
+    arch: str,
+    row: dict[str, Any],
+    data_dim: int,
+    parameterisation: str,
+    train_rows: torch.Tensor | None = None,
 ) -> VelocityField:
-    """The velocity field a cell trains: ``arch``'s network from ``row``, parameterised."""
-    return VelocityField(build_model(arch, row, data_dim), parameterisation, data_dim)
+    """The velocity field a cell trains: ``arch``'s network from ``row``, parameterised.
+    ``train_rows``: the cell's training rows, which ``skip_share`` reads its fixed vector from
+    (without them it starts at zeros, e.g. to count parameters or to load a checkpoint)."""
+    model = build_model(arch, row, data_dim)
+    return VelocityField(model, parameterisation, data_dim, train_rows)
 
 
 def interpolate(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

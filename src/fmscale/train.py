@@ -322,11 +322,12 @@ class Trainer:
         self.data_dim = data.dim
         torch.manual_seed(spec.seed)
         with self._fits():
-            self.model = build_field(spec.arch, self.row, data.dim, cfg.parameterisation).to(
+            rows = data.train(spec.n_train)
+            self.model = build_field(spec.arch, self.row, data.dim, cfg.parameterisation, rows).to(
                 self.device
             )
             self.ema = copy.deepcopy(self.model).requires_grad_(False)
-            self.x_train = data.train(spec.n_train).to(self.device)
+            self.x_train = rows.to(self.device)
         self.params = list(self.model.parameters())
         # Fused AdamW: one kernel for all tensors on CUDA, and on CPU 2.7x faster than the
         # per-tensor loop torch picks there by default (benchmarks/README.md).
