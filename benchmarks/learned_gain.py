@@ -22,6 +22,7 @@ import torch
 from _cells import add_cell_arguments, budget, synthetic_data
 
 from fmscale.evaluate import load_cell
+from fmscale.flow import variance_share
 from fmscale.train import CellSpec, train_cell
 
 TIMES = torch.linspace(0.0, 0.99, 100)
@@ -36,15 +37,6 @@ def parse_args() -> argparse.Namespace:
     add_cell_arguments(p)
     p.set_defaults(parameterisation="skip_dim", batch=256)
     return p.parse_args()
-
-
-def explained_share(rows: torch.Tensor, k: int) -> torch.Tensor:
-    """Per dimension, the share of its variance in the rows' top-k principal directions."""
-    centred = rows.double() - rows.double().mean(0)
-    cov = centred.T @ centred / (len(rows) - 1)
-    values, vectors = torch.linalg.eigh(cov)
-    values, vectors = values.flip(0)[:k], vectors.flip(1)[:, :k]
-    return (vectors**2 * values).sum(1) / cov.diag()
 
 
 def main() -> None:
@@ -77,7 +69,7 @@ def main() -> None:
         "deviation energy in the top 1 / 2 / 4 / 8 directions:",
         energy[[0, 1, 3, 7]].round(decimals=3).tolist(),
     )
-    stats = {f"share in top-{k} PCs": explained_share(data.train_pool, k) for k in (8, 16, 32)}
+    stats = {f"share in top-{k} PCs": variance_share(data.train_pool, k) for k in (8, 16, 32)}
     if data.mixture is not None:
         stats["noise variance"] = data.mixture.noise_std**2 / data.std.double() ** 2
     for name, values in stats.items():
