@@ -22,7 +22,7 @@ import torch
 from _cells import add_cell_arguments, budget, synthetic_data
 
 from fmscale.evaluate import load_cell
-from fmscale.flow import variance_share
+from fmscale.metrics import variance_share
 from fmscale.train import CellSpec, train_cell
 
 TIMES = torch.linspace(0.0, 0.99, 100)

@@ -13,12 +13,13 @@ from fmscale.data import DataConfig, build_dataset
 from fmscale.evaluate import load_cell
 from fmscale.flow import (
     LOWRANK_GAIN_RANK,
+    SHARE_PRINCIPAL_DIRECTIONS,
     TimeGain,
     VelocityField,
     cfm_loss,
     sample,
-    variance_share,
 )
+from fmscale.metrics import variance_share
 from fmscale.models import create_model
 from fmscale.params import count_model
 from fmscale.train import CellSpec, Trainer, train_cell
@@ -126,20 +127,25 @@ def cfg(**kw):
     return from_section(TrainConfig, {**SETTINGS["train"], **kw}, "train")
 
 
+def share(rows: torch.Tensor) -> torch.Tensor:
+    """skip_share's vector of these rows."""
+    return variance_share(rows, SHARE_PRINCIPAL_DIRECTIONS)
+
+
 def test_skip_share_reads_its_vector_from_the_cells_own_rows_and_keeps_it(tmp_path, data):
     """e comes from the cell's n_train rows (not the pool: a small cell must not see rows it
     does not train on), is saved with the weights and loaded back."""
     spec = CellSpec("mlp", "tiny", 64, 0)
     train_cell(spec, data, cfg(steps=4, parameterisation="skip_share"), tmp_path, progress=False)
     field, _ = load_cell(tmp_path)
-    own = variance_share(data.train(64))
+    own = share(data.train(64))
     torch.testing.assert_close(field.gain.share, own)
-    assert not torch.allclose(own, variance_share(data.train(1000)), atol=1e-2)
+    assert not torch.allclose(own, share(data.train(1000)), atol=1e-2)
     assert own.mean().abs() < 1e-5 and (own.std() - 1).abs() < 1e-4
 
 
 def test_variance_share_is_zero_when_every_dimension_is_alike():
-    assert torch.equal(variance_share(torch.ones(10, 4)), torch.zeros(4))
+    assert torch.equal(share(torch.ones(10, 4)), torch.zeros(4))
 
 
 @pytest.mark.parametrize("parameterisation", ["skip_dim", "skip_share", "edm", "data"])

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from .config import PARAMETERISATIONS, SOLVERS
+from .metrics import variance_share
 from .models import build_model
 from .models.layers import TimestepEmbedder, zero_linear
 
@@ -83,19 +84,6 @@ class LowRankGain(TimeGain):
         return gains[:, :1] + gains[:, 1:] @ self.basis.T
 
 
-def variance_share(rows: torch.Tensor, k: int = SHARE_PRINCIPAL_DIRECTIONS) -> torch.Tensor:
-    """Per dimension, the share of the rows' variance in their top-k principal directions,
-    standardised across dimensions (zeros where every dimension has the same share)."""
-    centred = rows.double() - rows.double().mean(0)
-    cov = centred.T @ centred / max(1, len(rows) - 1)
-    values, vectors = torch.linalg.eigh(cov)
-    values, vectors = values.flip(0)[:k], vectors.flip(1)[:, :k]
-    share = (vectors**2 * values).sum(1) / cov.diag().clamp_min(1e-12)
-    spread = share.std()
-    centred_share = share - share.mean()
-    return (centred_share / spread if spread > 1e-12 else centred_share * 0).float()
-
-
 class ShareGain(TimeGain):
     """g(t) + h(t) e: ``TimeGain`` with 2 outputs (g, h) and a fixed per-dimension vector e
     (a buffer: saved with the weights; zeros until set from the training rows or loaded)."""
@@ -116,7 +104,9 @@ def _gain(parameterisation: str, data_dim: int, train_rows: torch.Tensor | None 
     if parameterisation == "skip_dim":
         return TimeGain(data_dim)
     if parameterisation == "skip_share":
-        share = None if train_rows is None else variance_share(train_rows)
+        share = (
+            None if train_rows is None else variance_share(train_rows, SHARE_PRINCIPAL_DIRECTIONS)
+        )
         return ShareGain(data_dim, share)
     return LowRankGain(data_dim)
 

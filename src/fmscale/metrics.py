@@ -113,6 +113,20 @@ def leading_axes(axes: tuple[Tensor, Tensor], k: int) -> tuple[Tensor, Tensor]:
     return mean, components[:, :k].contiguous()
 
 
+def variance_share(x: Tensor, k: int) -> Tensor:
+    """Per dimension, the share of x's variance in its top-k principal directions,
+    standardised across dimensions, float32 (zeros for fewer than 2 rows or where every
+    dimension has the same share)."""
+    if len(x) < 2:
+        return torch.zeros(x.shape[1])
+    _, cov = _mean_cov(x)
+    values, vectors = torch.linalg.eigh(cov)
+    values, vectors = values.flip(0)[:k], vectors.flip(1)[:, :k]
+    share = (vectors**2 * values).sum(1) / cov.diag().clamp_min(1e-12)
+    centred, spread = share - share.mean(), share.std()
+    return (centred / spread if spread > 1e-12 else torch.zeros_like(centred)).float()
+
+
 def pca_basis(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """(mean [D], components [D, k]) of x's top-k principal directions (``principal_axes``)."""
     return leading_axes(principal_axes(x), k)
