@@ -30,14 +30,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 import torch
 from _cells import add_cell_arguments, budget, synthetic_data
 from _common import RESULTS_DIR, comma_list, machine_lines, markdown_table, write_report
 
 from fmscale.config import EvalConfig
 from fmscale.evaluate import evaluate_cell
-from fmscale.intervals import t_interval
+from fmscale.interaction import CAPACITY_METRIC, capacity_at_largest_n, cell_estimate
 from fmscale.models.scaling import load_table
 from fmscale.train import CellSpec, train_cell
 
@@ -71,41 +71,42 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def _interval(values: np.ndarray) -> str:
-    if len(values) < 2:
-        return f"{values.mean():.4f}"
-    low, high = t_interval(values)
-    return f"{values.mean():.4f} [{low:.4f}, {high:.4f}]"
+def _text(entry: dict) -> str:
+    """``mean [low, high]`` of a cell or step entry (the mean alone without a CI)."""
+    if entry["ci"] is None:
+        return f"{entry['estimate']:.4f}"
+    low, high = entry["ci"]
+    return f"{entry['estimate']:.4f} [{low:.4f}, {high:.4f}]"
+
+
+def _verdict(step: dict) -> str:
+    if step["ci"] is None:
+        return ""
+    if not step["resolved"]:
+        return " not resolved"
+    return " falls" if step["estimate"] < 0 else " rises"
 
 
 def scale_summary(rows: list[dict], scales: list[str]) -> str:
-    """Per arch: mean val_loss_ratio at each scale and each step's seed-paired difference."""
-    archs = list(dict.fromkeys(r["arch"] for r in rows))
-    seeds = sorted({r["seed"] for r in rows})
-    loss = {(r["arch"], r["scale"], r["seed"]): r["val_loss_ratio"] for r in rows}
-    steps = list(itertools.pairwise(scales))
-    head = ["arch", *scales, *(f"{b} - {a}" for a, b in steps)]
+    """Per arch: mean val_loss_ratio at each scale and each step's seed-paired difference,
+    as the analysis reads them (``interaction.cell_estimate``, ``capacity_at_largest_n``)."""
+    frame = pd.DataFrame(rows)
+    n_train = int(frame.n_train.iloc[0])  # a sweep, or a summary read at one n_train
+    found = capacity_at_largest_n(frame, scales, n_train)["steps"]
+    pairs = list(itertools.pairwise(scales))
+    head = ["arch", *scales, *(f"{b} - {a}" for a, b in pairs)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for arch in archs:
-        cells = []
-        for scale in scales:
-            values = [loss[arch, scale, s] for s in seeds if (arch, scale, s) in loss]
-            cells.append(_interval(np.array(values)) if values else "")
-        for a, b in steps:
-            paired = [
-                loss[arch, b, s] - loss[arch, a, s]
-                for s in seeds
-                if (arch, a, s) in loss and (arch, b, s) in loss
-            ]
-            if not paired:
-                cells.append("")
-                continue
-            diff = np.array(paired)
-            verdict = ""
-            if len(diff) >= 2:
-                low, high = t_interval(diff)
-                verdict = " falls" if high < 0 else (" rises" if low > 0 else " not resolved")
-            cells.append(_interval(diff) + verdict)
+    for arch, part in frame.groupby("arch", sort=False):
+        cells = [
+            _text(cell_estimate(part[part.scale == scale], CAPACITY_METRIC, 0))
+            if scale in set(part.scale)
+            else ""
+            for scale in scales
+        ]
+        steps = {(step["b"], step["a"]): step for step in found[arch]}
+        cells += [
+            _text(steps[pair]) + _verdict(steps[pair]) if pair in steps else "" for pair in pairs
+        ]
         lines.append("| " + " | ".join([arch, *cells]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -118,6 +119,7 @@ def summary_rows(path: Path, n_train: int) -> list[dict]:
             {
                 "arch": r["arch"],
                 "scale": r["scale"],
+                "n_train": n_train,
                 "seed": int(r["seed"]),
                 "val_loss_ratio": float(r["val_loss_ratio"]),
             }
