@@ -19,6 +19,8 @@ exact field's val_loss_ratio (no model can beat it).
 
 reads the cells of study summary.csv files (at n_train = ``--n``) or of earlier sweeps' CSVs
 (each at one n_train) instead, pooled, and prints the same by-scale table (no training).
+``--baseline`` (files read the same way) adds, per arch x scale, the cells' difference from
+the baseline's (say, another parameterisation at the same budget), paired by seed, with its CI.
 """
 
 from __future__ import annotations
@@ -37,7 +39,12 @@ from _common import RESULTS_DIR, comma_list, machine_lines, markdown_table, writ
 
 from fmscale.config import EvalConfig
 from fmscale.evaluate import evaluate_cell
-from fmscale.interaction import CAPACITY_METRIC, capacity_at_largest_n, cell_estimate
+from fmscale.interaction import (
+    CAPACITY_METRIC,
+    capacity_at_largest_n,
+    cell_estimate,
+    difference,
+)
 from fmscale.models.scaling import load_table
 from fmscale.train import CellSpec, train_cell
 
@@ -66,6 +73,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--name", default="capacity_sweep", help="file stem of the report")
     p.add_argument(
         "--summary", type=Path, nargs="+", help="summary.csv or sweep CSVs: tabulate, no training"
+    )
+    p.add_argument(
+        "--baseline", type=Path, nargs="+", help="with --summary: paired differences from these"
     )
     add_cell_arguments(p)
     return p.parse_args()
@@ -111,6 +121,34 @@ def scale_summary(rows: list[dict], scales: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def baseline_differences(rows: list[dict], baseline: list[dict], scales: list[str]) -> str:
+    """Per arch x scale: val_loss_ratio of ``rows`` minus ``baseline``'s, paired by seed."""
+    frame, base = pd.DataFrame(rows), pd.DataFrame(baseline)
+    lines = ["| arch | scale | seeds | difference [95% CI] |", "|---|---|---:|---|"]
+    for arch in frame.arch.unique():
+        for scale in scales:
+            pick = (frame.arch == arch) & (frame.scale == scale)
+            base_pick = (base.arch == arch) & (base.scale == scale)
+            step = difference(frame[pick], base[base_pick], CAPACITY_METRIC, 0)
+            if step["pairs"]:
+                verdict = _verdict(step).replace("falls", "lower").replace("rises", "higher")
+                lines.append(f"| {arch} | {scale} | {step['pairs']} | {_text(step)}{verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def pooled_rows(paths: list[Path], n_train: int, flag: str) -> list[dict]:
+    """The cells of ``paths`` (``summary_rows``), refusing a cell that appears twice."""
+    rows = [row for path in paths for row in summary_rows(path, n_train)]
+    cells = [(r["arch"], r["scale"], r["seed"]) for r in rows]
+    repeated = sorted({c for c in cells if cells.count(c) > 1})
+    if repeated:
+        raise SystemExit(
+            f"{flag}: cells {repeated[:3]} appear more than once; pool files of one "
+            "budget with distinct seeds"
+        )
+    return rows
+
+
 def summary_rows(path: Path, n_train: int) -> list[dict]:
     """The model cells of a study's summary.csv at ``n_train`` (reference rows have no scale),
     or every cell of a sweep's CSV (one n_train; older sweeps have no n_train column)."""
@@ -130,19 +168,18 @@ def summary_rows(path: Path, n_train: int) -> list[dict]:
 
 def main() -> None:
     args = parse_args()
+    if args.baseline and not args.summary:
+        raise SystemExit("--baseline compares sweeps already run: give --summary too")
     if args.summary:
-        rows = [row for path in args.summary for row in summary_rows(path, args.n)]
-        cells = [(r["arch"], r["scale"], r["seed"]) for r in rows]
-        repeated = sorted({c for c in cells if cells.count(c) > 1})
-        if repeated:
-            raise SystemExit(
-                f"--summary: cells {repeated[:3]} appear more than once; pool files of one "
-                "budget with distinct seeds"
-            )
+        rows = pooled_rows(args.summary, args.n, "--summary")
         scales = list(load_table(args.table).scales)
         names = ", ".join(map(str, args.summary))
         print(f"{names}: n_train {args.n}, seeds {sorted({r['seed'] for r in rows})}")
         print(scale_summary(rows, scales))
+        if args.baseline:
+            baseline = pooled_rows(args.baseline, args.n, "--baseline")
+            print(f"minus {', '.join(map(str, args.baseline))}, paired by seed:")
+            print(baseline_differences(rows, baseline, scales))
         return
     torch.set_num_threads(1)
     table = load_table(args.table)
