@@ -30,7 +30,7 @@ def test_train_flops_are_one_counted_step_times_the_steps_of_each_cell():
     assert len(costs) == 2 * 2 * 2  # archs x scales x n_train; seeds cost the same
     for cost in costs:
         row = resolve_row(cost.arch, cost.scale, study.scaling_table)
-        field = build_field(cost.arch, row, 64, "skip_scalar")
+        field = build_field(cost.arch, row, 64, study.train.parameterisation)
         per_step = count_flops(field, 64, study.train.batch_size)["train_flops_per_step"]
         assert cost.steps == study.train.for_rows(cost.n_train).steps  # iso-epoch: n sets it
         assert cost.train_flops == per_step * cost.steps
