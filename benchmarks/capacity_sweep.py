@@ -89,12 +89,13 @@ def _text(entry: dict) -> str:
     return f"{entry['estimate']:.4f} [{low:.4f}, {high:.4f}]"
 
 
-def _verdict(step: dict) -> str:
+def _verdict(step: dict, below: str = "falls", above: str = "rises") -> str:
+    """How a difference's CI lies against 0: ``below``, ``above``, not resolved, or nothing."""
     if step["ci"] is None:
         return ""
     if not step["resolved"]:
         return " not resolved"
-    return " falls" if step["estimate"] < 0 else " rises"
+    return f" {below}" if step["estimate"] < 0 else f" {above}"
 
 
 def scale_summary(rows: list[dict], scales: list[str]) -> str:
@@ -131,7 +132,7 @@ def baseline_differences(rows: list[dict], baseline: list[dict], scales: list[st
             base_pick = (base.arch == arch) & (base.scale == scale)
             step = difference(frame[pick], base[base_pick], CAPACITY_METRIC, 0)
             if step["pairs"]:
-                verdict = _verdict(step).replace("falls", "lower").replace("rises", "higher")
+                verdict = _verdict(step, below="lower", above="higher")
                 lines.append(f"| {arch} | {scale} | {step['pairs']} | {_text(step)}{verdict} |")
     return "\n".join(lines) + "\n"
 

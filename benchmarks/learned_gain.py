@@ -57,8 +57,8 @@ def main() -> None:
             "use skip_dim or skip_lowrank"
         )
     deviation = gain - gain.mean(1, keepdim=True)
-    singular = torch.linalg.svdvals(deviation)
-    direction = torch.linalg.svd(deviation, full_matrices=False).Vh[0]
+    _, singular, right = torch.linalg.svd(deviation, full_matrices=False)
+    direction = right[0]
     at = [0, 50, 90, 99]
     print(f"{args.arch}/{args.scale} under {args.parameterisation}, {args.steps} x {args.batch}")
     print("t:", [round(float(TIMES[i]), 2) for i in at])
