@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import re
 import typing
 from pathlib import Path
 
@@ -127,12 +128,49 @@ def test_solver_names_have_one_home():
 
 
 def test_cell_names_round_trip():
-    grid = {"archs": ["mlp", "dit"], "scales": ["tiny"], "n_train": [8, 4000], "seeds": [0, 12]}
-    for cell in cells(grid):
+    grid = {
+        "datasets": ["synthetic", "mini-lm.v2"],
+        "archs": ["mlp", "dit"],
+        "scales": ["tiny"],
+        "n_train": [8, 4000],
+        "seeds": [0, 12],
+    }
+    found = cells(grid)
+    assert len(found) == 16 and {c["dataset"] for c in found} == {"synthetic", "mini-lm.v2"}
+    for cell in found:
         assert parse_cell_dir(CELL_PATTERN.format(**cell)) == cell
-        assert CELL_LOG_NAME.format(**cell) == "{arch}_{scale}_n{n_train}_seed{seed}".format(**cell)
-    assert parse_cell_dir("runs/mlp/tiny/nX/seed0") is None
-    assert parse_cell_dir("runs/mlp/tiny/n8/seed0/ckpt") is None
+        assert CELL_PATTERN.format(**cell).startswith(f"runs/{cell['dataset']}/{cell['arch']}/")
+        name = "{dataset}/{arch}_{scale}_n{n_train}_seed{seed}".format(**cell)
+        assert CELL_LOG_NAME.format(**cell) == name
+    assert parse_cell_dir("runs/synthetic/mlp/tiny/nX/seed0") is None
+    assert parse_cell_dir("runs/synthetic/mlp/tiny/n8/seed0/ckpt") is None
+    assert parse_cell_dir("runs/mlp/tiny/n8/seed0") is None  # the old layout is not a cell
+
+
+@pytest.mark.parametrize(
+    "data,name",
+    [
+        ({}, "synthetic"),
+        ({"path": "/x/minilm_sentences.parquet"}, "minilm_sentences"),
+        ({"path": "/x/my emb (v2).npy"}, "my_emb_v2"),
+        ({"path": "/x/a.npy", "name": "mine"}, "mine"),
+    ],
+)
+def test_dataset_name_defaults_to_the_file_stem(data, name):
+    assert DataConfig.from_dict(data).name == name
+
+
+@pytest.mark.parametrize(
+    "data,needle",
+    [
+        ({"path": "/x/a.npy", "name": "synthetic"}, "labels the embedded synthetic data"),
+        ({"path": "/x/a.npy", "name": "a/b"}, "data.name='a/b'"),
+        ({"column": "embedding"}, "data.column names a column of an embeddings file"),
+    ],
+)
+def test_bad_dataset_name_or_column_names_the_key(data, needle):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        DataConfig.from_dict(data)
 
 
 def test_budget_is_steps_or_epochs_never_both():

@@ -12,11 +12,24 @@ import pytest
 
 from fmscale import summarize as summarize_module
 from fmscale.cli import main
-from fmscale.study import CELL_LOG_NAME, CELL_PATTERN, HEADLINE_METRICS, PLOTS
+from fmscale.study import (
+    CELL_LOG_NAME,
+    CELL_PATTERN,
+    HEADLINE_METRICS,
+    REFERENCE_PATTERN,
+    SYNTHETIC_ONLY,
+    plot_names,
+)
 from fmscale.summarize import COLUMNS, ResultsError, collect, summarize
 
-CELL = {"arch": "mlp", "scale": "tiny", "n_train": 100, "seed": 0}
-GRID = {"archs": ["mlp"], "scales": ["tiny"], "n_train": [100], "seeds": [0]}
+CELL = {"dataset": "synthetic", "arch": "mlp", "scale": "tiny", "n_train": 100, "seed": 0}
+GRID = {
+    "datasets": ["synthetic"],
+    "archs": ["mlp"],
+    "scales": ["tiny"],
+    "n_train": [100],
+    "seeds": [0],
+}
 MODEL_MMD = 0.123456
 
 
@@ -56,11 +69,11 @@ def write_finished(results: Path, cell: dict = CELL) -> None:
     write_metrics(results, cell)
 
 
-def write_references(results: Path, n_train: int = 100) -> Path:
+def write_references(results: Path, n_train: int = 100, dataset: str = "synthetic") -> Path:
     refs = {
         name: {"mmd2_pca": 0.001, "precision_pca": 0.95} for name in summarize_module.REFERENCES
     }
-    path = results / "references" / f"n{n_train}.json"
+    path = results / REFERENCE_PATTERN.format(dataset=dataset, n_train=n_train)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"n_train": n_train, "references": refs}))
     return path
@@ -159,14 +172,17 @@ def test_partial_failed_or_empty_grid_writes_every_output(tmp_path, grid_state):
         write_finished(tmp_path)
         (folder(tmp_path) / "cell.json").unlink()
         write_references(tmp_path)
+    synthetic = grid_state != "empty"
     if grid_state == "empty":
         grid = None  # the grid is discovered: no run folders, no cells
-    summarize(tmp_path, grid)
+    summarize(tmp_path, grid, synthetic=synthetic or None)
     with (tmp_path / "summary.csv").open() as f:
         header = next(csv.reader(f))
-    assert set(COLUMNS) | set(HEADLINE_METRICS) <= set(header)
+    expected = set(HEADLINE_METRICS) - (set() if synthetic else set(SYNTHETIC_ONLY))
+    assert set(COLUMNS) | expected <= set(header)
     assert (tmp_path / "summary.md").read_text().startswith("# fmscale summary")
-    assert all((tmp_path / "plots" / f"{name}.png").stat().st_size > 0 for name in PLOTS)
+    plots = tmp_path / "plots"
+    assert all((plots / f"{name}.png").stat().st_size > 0 for name in plot_names(synthetic))
 
 
 # 3. Corrupt or missing files fail their own cell or reference row, never the summary.
@@ -209,7 +225,7 @@ def test_missing_or_corrupt_reference_file_is_listed_as_missing(tmp_path, no_plo
     write_finished(tmp_path)
     write_finished(tmp_path, {**CELL, "n_train": 200})
     write_references(tmp_path, 100)
-    path = tmp_path / "references" / "n200.json"
+    path = tmp_path / REFERENCE_PATTERN.format(dataset="synthetic", n_train=200)
     if content is not None:
         path.write_bytes(content)
     frame = summarize(tmp_path, grid)
@@ -272,11 +288,12 @@ def test_a_reference_row_skipped_by_its_cap_says_why(tmp_path):
     from fmscale.summarize import summary_markdown
 
     refs = {"real_holdout": {"mmd2_pca": 0.001}, "empirical_flow": {"skipped": "n_train=9 cap"}}
-    (tmp_path / "references").mkdir()
-    (tmp_path / "references" / "n9.json").write_text(json.dumps({"references": refs}))
-    grid = {"archs": ["mlp"], "scales": ["tiny"], "n_train": [9], "seeds": [0]}
+    path = tmp_path / REFERENCE_PATTERN.format(dataset="synthetic", n_train=9)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"references": refs}))
+    grid = {**GRID, "n_train": [9]}
     frame = collect(tmp_path, grid)
     row = frame[frame.arch == "empirical_flow"].iloc[0]
     assert row.status == "skipped" and row.error == "n_train=9 cap"
-    text = summary_markdown(frame, grid)
+    text = summary_markdown(frame, {"synthetic": grid})
     assert "## Skipped reference rows" in text and "Missing reference rows" not in text

@@ -704,17 +704,46 @@ def analyse(
     return _clean(report), laws, rows
 
 
-def analyze(results: str | Path, settings: Settings | None = None) -> dict[str, Any]:
+def one_dataset(
+    frame: pd.DataFrame, dataset: str | None, path: Path
+) -> tuple[pd.DataFrame, str | None]:
+    """The rows of one dataset (``dataset``, or the only one there is) and its name; a table
+    without a dataset column (written before it existed) is one dataset, unnamed."""
+    if "dataset" not in frame.columns:
+        return frame, dataset
+    found = list(dict.fromkeys(frame.dataset.dropna()))
+    if dataset is None:
+        if len(found) > 1:
+            raise AnalysisError(
+                f"{path}: rows of {len(found)} datasets ({', '.join(found)}); name one "
+                "(`fmscale analyze --data-name NAME`)"
+            )
+        dataset = found[0] if found else None
+    elif found and dataset not in found:
+        raise AnalysisError(f"{path}: no rows of dataset {dataset!r}; it has {found}")
+    return frame[frame.dataset == dataset].reset_index(drop=True), dataset
+
+
+def analyze(
+    results: str | Path, settings: Settings | None = None, dataset: str | None = None
+) -> dict[str, Any]:
     """Read ``results``/summary.csv (and trajectories.csv if present); write analysis.json,
-    analysis.md and the figures under ``results``/analysis/; return analysis.json's content."""
+    analysis.md and the figures under ``results``/analysis/; return analysis.json's content.
+
+    ``dataset``: whose rows to analyse when summary.csv holds several datasets."""
     from .analysis_report import markdown, write_figures
 
     results = Path(results)
     settings = settings or Settings()
-    summary = read_summary(results / "summary.csv")
+    summary, dataset = one_dataset(
+        read_summary(results / "summary.csv"), dataset, results / "summary.csv"
+    )
     path = results / "trajectories.csv"
-    trajectories = read_table(path, TRAJECTORY_COLUMNS) if path.exists() else None
+    trajectories = None
+    if path.exists():
+        trajectories = one_dataset(read_table(path, TRAJECTORY_COLUMNS), dataset, path)[0]
     report, laws, rows = analyse(summary, trajectories, settings)
+    report["dataset"] = dataset
     atomic_write(results / "analysis.json", json.dumps(report, indent=2) + "\n")
     atomic_write(results / "analysis.md", markdown(report))
     write_figures(rows, report, laws, results / "analysis")

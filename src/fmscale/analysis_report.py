@@ -274,10 +274,12 @@ def markdown(report: dict[str, Any]) -> str:
     """analysis.md: the result checks first, then the interaction, fits, onset, trajectories,
     comparisons."""
     boot = report["bootstrap"]
+    dataset = f" of dataset `{report['dataset']}`" if report.get("dataset") else ""
     lines = [
         "# Analysis",
         "",
-        f"From summary.csv alone; {boot['resamples']} bootstrap resamples, seed {boot['seed']}.",
+        f"From summary.csv alone (its rows{dataset}); {boot['resamples']} bootstrap resamples, "
+        f"seed {boot['seed']}.",
         "",
         *_checks(report["checks"]),
         *_interaction(report["interaction"]),

@@ -1,5 +1,5 @@
-"""Command line: ``fmscale params | prepare-data | train | evaluate | reference | summarize |
-analyze``."""
+"""Command line: ``fmscale params | table | prepare-data | train | evaluate | reference |
+summarize | analyze | migrate | plan``."""
 
 from __future__ import annotations
 
@@ -172,10 +172,16 @@ def _cmd_reference(args: argparse.Namespace) -> int:
 
 
 def _cmd_summarize(args: argparse.Namespace) -> int:
+    from .config import DataConfig
     from .summarize import summarize
 
-    grid = _settings(args)["grid"] or None
-    frame = summarize(args.results, grid)
+    settings = _settings(args)
+    grid, synthetic = None, None
+    if settings["grid"]:
+        data = DataConfig.from_dict(settings["data"])
+        grid = {"datasets": [data.name], **settings["grid"]}
+        synthetic = data.source == "synthetic"
+    frame = summarize(args.results, grid, synthetic)
     counts = frame[frame.kind == "model"].status.value_counts()
     print(
         f"{args.results}/summary.md: {int(counts.sum())} cells, "
@@ -184,11 +190,21 @@ def _cmd_summarize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from .migrate import migrate_results
+
+    moved = migrate_results(args.results, args.dataset)
+    for src, dst in moved:
+        print(f"{src} -> {dst}")
+    print(f"{args.results}: {len(moved)} file(s) and folder(s) moved; nothing retrained")
+    return 0
+
+
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from .analysis import Settings, analyze
 
     settings = Settings(resamples=args.resamples, seed=args.seed, n_samples=args.n_samples)
-    report = analyze(args.results, settings)
+    report = analyze(args.results, settings, args.data_name)
     verdicts = [fit["verdict"] for fits in report["fits"].values() for fit in fits.values()]
     print(
         f"{args.results}/analysis.md: {verdicts.count('ok')} of {len(verdicts)} fits ok, "
@@ -348,7 +364,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="samples behind each memorised_fraction when summary.csv has no n_samples column "
         f"(default {ANALYSIS_N_SAMPLES}; the workflow passes evaluate.n_samples)",
     )
+    p.add_argument(
+        "--data-name",
+        help="the dataset to analyse, when summary.csv holds several (its data.name)",
+    )
     p.set_defaults(func=_cmd_analyze)
+
+    p = sub.add_parser(
+        "migrate",
+        help="move a results folder of the old layout (runs/<arch>/...) under dataset names",
+    )
+    p.add_argument("results", help="results folder")
+    p.add_argument(
+        "--dataset", help="dataset name for every old cell (default: what its cell.json recorded)"
+    )
+    p.set_defaults(func=_cmd_migrate)
 
     p = sub.add_parser("plan", help="what a study costs before it runs (jobs, FLOPs, GPU-hours)")
     p.add_argument(

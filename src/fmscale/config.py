@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -67,30 +68,62 @@ class SyntheticConfig:
             )
 
 
+DATASET_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+"""What a dataset name may hold: it is a folder of every cell's path (``study.CELL_PATTERN``)."""
+SYNTHETIC = "synthetic"
+"""The embedded source's name, and the dataset name it gets by default."""
+
+
+def dataset_name(path: str) -> str:
+    """The default name of a file's dataset: its stem, with characters a path wildcard may not
+    hold replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem).strip("._") or "embeddings"
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the rows come from (``source: synthetic | file``) and how they are split.
 
-    ``name`` labels the prepared dataset's folder in a study; it does not change the data.
+    ``name`` labels the dataset in every path of a study (``runs/<name>/...``): it defaults to
+    the file's stem (``synthetic`` for the embedded source) and does not change the data.
+    ``column``: the parquet column (or the tensor of a .pt / .safetensors dict) of the vectors.
     """
 
-    name: str = "synthetic"
-    source: str = "synthetic"
+    name: str | None = None
+    source: str = SYNTHETIC
     path: str | None = None
+    column: str | None = None
     n_val: int = 2000
     n_test: int = 2000
     seed: int = 0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
+    def __post_init__(self) -> None:
+        if self.name is None:
+            name = dataset_name(self.path) if self.source == "file" and self.path else SYNTHETIC
+            object.__setattr__(self, "name", name)
+
     def check(self) -> None:
         _at_least(self, "data", 1, "n_val", "n_test")
         _at_least(self, "data", 0, "seed")
-        if self.source not in ("synthetic", "file"):
+        if self.source not in (SYNTHETIC, "file"):
             raise ConfigError(f"data.source={self.source!r}; use 'synthetic' or 'file'")
         if self.source == "file" and not self.path:
             raise ConfigError(
                 "data.source is 'file' but data.path is not set; give the embeddings file"
             )
+        if not DATASET_NAME.fullmatch(self.name):
+            raise ConfigError(
+                f"data.name={self.name!r}: a dataset name is a folder of every cell's path; "
+                "use letters, digits, '_', '.' and '-' only"
+            )
+        if self.source == "file" and self.name == SYNTHETIC:
+            raise ConfigError(
+                f"data.name={SYNTHETIC!r} labels the embedded synthetic data, but data.source is "
+                "'file'; drop data.name (it defaults to the file's stem) or choose another name"
+            )
+        if self.column is not None and self.source != "file":
+            raise ConfigError("data.column names a column of an embeddings file; set data.path")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> DataConfig:
@@ -246,9 +279,11 @@ class GridConfig:
 
 @dataclass(frozen=True)
 class ParamsConfig:
-    """The parameter gate."""
+    """The parameter gate. ``fit``: a packaged scaling table is fitted to its capacity targets
+    at the data's D before the gate (a user's table never is: ``fmscale table`` fits it)."""
 
     allow_off_ratio: bool = False
+    fit: bool = True
 
 
 @dataclass(frozen=True)

@@ -20,16 +20,11 @@ import numpy as np
 import torch
 
 from .config import DataConfig, SyntheticConfig
+from .datafile import FILE_SUFFIXES, DataError, read_array
 from .files import atomic_path
 from .metrics import leading_axes, principal_axes
 
 log = logging.getLogger(__name__)
-
-FILE_SUFFIXES = (".npy", ".pt", ".safetensors", ".parquet")
-
-
-class DataError(ValueError):
-    """Bad data input; the message names the file (or config field) and the problem."""
 
 
 @dataclass
@@ -112,55 +107,16 @@ def sample_mixture(mix: Mixture, n: int, seed: int) -> tuple[torch.Tensor, torch
     return x.float(), comp
 
 
-def _load_array(path: Path) -> Any:
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    if suffix == ".pt":
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        return _single_tensor(path, obj)
-    if suffix == ".safetensors":
-        from safetensors.torch import load_file
+def load_embeddings(path: str | Path, min_rows: int = 1, column: str | None = None) -> torch.Tensor:
+    """Read an N x D float file (.npy, .pt, .safetensors, .parquet) and check it thoroughly.
 
-        return _single_tensor(path, load_file(str(path)))
-    if suffix == ".parquet":
-        import pandas as pd
-
-        frame = pd.read_parquet(path)
-        if frame.shape[1] == 1 and pd.api.types.is_object_dtype(frame.dtypes.iloc[0]):
-            return np.stack(frame.iloc[:, 0].to_numpy())
-        bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
-        if bad:
-            raise DataError(
-                f"{path}: non-numeric column(s) {bad[:5]}; "
-                "expected one numeric column per dimension"
-            )
-        return frame.to_numpy()
-    raise DataError(
-        f"{path}: unsupported file type '{suffix}'; use one of {', '.join(FILE_SUFFIXES)}"
-    )
-
-
-def _single_tensor(path: Path, obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj
-    if isinstance(obj, dict):
-        tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-        if "embeddings" in tensors:
-            return tensors["embeddings"]
-        if len(tensors) == 1:
-            return next(iter(tensors.values()))
-        raise DataError(f"{path}: holds tensors {sorted(tensors)}; name the N x D one 'embeddings'")
-    raise DataError(f"{path}: holds a {type(obj).__name__}, expected an N x D tensor")
-
-
-def load_embeddings(path: str | Path, min_rows: int = 1) -> torch.Tensor:
-    """Read an N x D float file (.npy, .pt, .safetensors, .parquet) and check it thoroughly."""
+    ``column``: the parquet column (or the tensor of a .pt / .safetensors dict) holding them.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
     try:
-        arr = _load_array(path)
+        arr = read_array(path, column)
     except DataError:
         raise
     except Exception as exc:  # corrupt or unreadable files raise many library-specific errors
@@ -170,7 +126,7 @@ def load_embeddings(path: str | Path, min_rows: int = 1) -> torch.Tensor:
     if isinstance(arr, np.ndarray):
         if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
             raise DataError(f"{path}: dtype {arr.dtype} is not numeric; expected N x D floats")
-        arr = torch.from_numpy(np.ascontiguousarray(arr))
+        arr = torch.from_numpy(np.array(arr, order="C", copy=None if arr.flags.writeable else True))
     if arr.dtype == torch.bool or arr.is_complex():
         raise DataError(f"{path}: dtype {arr.dtype} is not real-valued; expected N x D floats")
     if arr.dim() != 2:
@@ -321,7 +277,7 @@ def build_dataset(cfg: DataConfig, max_n_train: int = 1) -> Dataset:
     need = max_n_train + cfg.n_val + cfg.n_test
     mixture = None
     if cfg.file:
-        raw = load_embeddings(cfg.file, min_rows=need)
+        raw = load_embeddings(cfg.file, min_rows=need, column=cfg.column)
         source = cfg.file
     else:
         if cfg.synthetic.n_rows < need:

@@ -13,10 +13,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, StudyConfig, from_section
-from .models.scaling import load_table
+from .config import ConfigError, DataConfig, StudyConfig, from_section
+from .datafile import DataError, peek_shape
+from .models.scaling import ScalingTable, load_table
 
-CELL_KEYS = ("arch", "scale", "n_train", "seed")
+CELL_KEYS = ("dataset", "arch", "scale", "n_train", "seed")
+"""What names a cell; ``GRID_AXES`` are the grid's lists of each, in the same order."""
+GRID_AXES = ("datasets", "archs", "scales", "n_train", "seeds")
 REFERENCES = ("real_holdout", "gaussian_fit", "memoriser", "empirical_flow", "exact_field")
 """The reference rows a model's metrics are read against (``exact_field``: synthetic data only)."""
 TRAJECTORY_FIELDS = [
@@ -29,10 +32,21 @@ TRAJECTORY_FIELDS = [
     "nn_train_test_ratio",
 ]
 """Columns of a cell's trajectory.csv (one row per snapshot step)."""
-CELL_PATTERN = "runs/{arch}/{scale}/n{n_train}/seed{seed}"
-"""A cell's run folder under the results folder."""
-CELL_LOG_NAME = "{arch}_{scale}_n{n_train}_seed{seed}"
+CELL_PATTERN = "runs/{dataset}/{arch}/{scale}/n{n_train}/seed{seed}"
+"""A cell's run folder under the results folder: the dataset first, so studies of several
+datasets share a results folder without touching each other's cells."""
+LEGACY_CELL_PATTERN = "runs/{arch}/{scale}/n{n_train}/seed{seed}"
+"""Run folders written before the dataset was part of the path (``fmscale migrate``)."""
+CELL_LOG_NAME = "{dataset}/{arch}_{scale}_n{n_train}_seed{seed}"
 """A cell's name in per-job logs and benchmarks (``logs/<rule>/<name>.log``)."""
+REFERENCE_PATTERN = "references/{dataset}/n{n_train}.json"
+"""The reference rows of one dataset and n_train, under the results folder."""
+PARAMS_PATTERN = "params/{dataset}"
+"""The gate's outputs for one dataset: ``.csv``, ``.md`` and ``.table.yaml`` (the table the
+cells train: the scaling table, fitted at the data's D when it is a packaged one)."""
+SYNTHETIC_ONLY = ("mode_kl", "modes_covered", "modes_total", "on_mode_fraction", "logpdf_per_dim")
+"""Metrics that need the generating distribution: scored, tabled and plotted on synthetic data
+only (with the ``exact_field`` reference row)."""
 HEADLINE_METRICS = [
     "val_loss_ratio",
     "gap_ratio",
@@ -55,6 +69,16 @@ PLOTS = [
     "mmd2_pca_vs_n_train",
     "memorisation_vs_n_train",
 ]
+SYNTHETIC_PLOTS = ("mode_kl_vs_params",)
+"""Plots of ``SYNTHETIC_ONLY`` metrics: drawn on synthetic data only."""
+
+
+def plot_names(synthetic: bool) -> list[str]:
+    """The plots ``summarize`` draws for a dataset: every one of PLOTS on synthetic data, all
+    but the synthetic-only ones on real data (which would be empty)."""
+    return [name for name in PLOTS if synthetic or name not in SYNTHETIC_PLOTS]
+
+
 ANALYSIS_N_SAMPLES = 300
 """Samples assumed behind each memorised_fraction when summary.csv has no n_samples column."""
 ANALYSIS_FIGURES = ["heatmaps", "val_loss_fits", "n_star", "interaction"]
@@ -62,10 +86,15 @@ ANALYSIS_FIGURES = ["heatmaps", "val_loss_fits", "n_star", "interaction"]
 
 
 def cells(grid: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every arch x scale x n_train x seed, in a stable order."""
-    keys = ("archs", "scales", "n_train", "seeds")
-    combos = itertools.product(*(grid[k] for k in keys))
+    """Every dataset x arch x scale x n_train x seed of a grid (``GRID_AXES``), in a stable
+    order."""
+    combos = itertools.product(*(grid[k] for k in GRID_AXES))
     return [dict(zip(CELL_KEYS, combo, strict=True)) for combo in combos]
+
+
+def study_grid(study: StudyConfig) -> dict[str, list]:
+    """The study's grid with its one dataset as the first axis."""
+    return {"datasets": [study.data.name], **study.section("grid")}
 
 
 def _pattern_regex(pattern: str) -> re.Pattern[str]:
@@ -79,16 +108,34 @@ def _pattern_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(body + "$")
 
 
-_CELL_RE = _pattern_regex(CELL_PATTERN)
-
-
-def parse_cell_dir(relative: str | Path) -> dict[str, Any] | None:
+def parse_cell_dir(relative: str | Path, pattern: str = CELL_PATTERN) -> dict[str, Any] | None:
     """The cell of a run folder given relative to the results folder, or None if it is not one."""
-    match = _CELL_RE.match(Path(relative).as_posix())
+    match = _pattern_regex(pattern).match(Path(relative).as_posix())
     if match is None:
         return None
     cell = match.groupdict()
     return {**cell, "n_train": int(cell["n_train"]), "seed": int(cell["seed"])}
+
+
+def legacy_cells(results: str | Path) -> list[Path]:
+    """Run folders of ``results`` in the layout before datasets had their own folder."""
+    results = Path(results)
+    return sorted(
+        p
+        for p in results.glob("runs/*/*/n*/seed*")
+        if p.is_dir() and parse_cell_dir(p.relative_to(results), LEGACY_CELL_PATTERN)
+    )
+
+
+def check_layout(results: str | Path) -> None:
+    """ConfigError naming ``fmscale migrate`` when ``results`` holds cells of the old layout."""
+    old = legacy_cells(results)
+    if old:
+        raise ConfigError(
+            f"{results}: {len(old)} run folder(s) in the layout before datasets had their own "
+            f"folder (e.g. {old[0]}); move them with `fmscale migrate {results}` (nothing is "
+            "retrained: cells, references and the gate's table move under their dataset's name)"
+        )
 
 
 def cell_digest(cell_json: bytes) -> str:
@@ -124,27 +171,69 @@ def load_study(config: dict[str, Any]) -> StudyConfig:
                 f"it has {list(known)}"
             )
     evaluate = study.evaluate
-    if data.source == "synthetic" and evaluate.pca_dims > data.synthetic.dim:
-        raise ConfigError(
-            f"evaluate.pca_dims={evaluate.pca_dims} exceeds the data's dimension "
-            f"data.synthetic.dim={data.synthetic.dim}"
-        )
     if min(evaluate.n_samples, data.n_test) <= evaluate.knn_k:
         raise ConfigError(
             f"evaluate.knn_k={evaluate.knn_k} needs more than k samples and test rows; "
             f"got n_samples={evaluate.n_samples}, data.n_test={data.n_test}"
         )
+    n_rows, dim = data_shape(data)
+    where = f"data.path ({data.path})" if data.file else "data.synthetic.dim"
+    if evaluate.pca_dims > dim:
+        raise ConfigError(
+            f"evaluate.pca_dims={evaluate.pca_dims} exceeds the data's dimension D = {dim} "
+            f"({where}); set evaluate.pca_dims to at most {dim}"
+        )
     need = max(grid.n_train) + data.n_val + data.n_test
-    if data.source == "file":
-        if not Path(data.path).exists():
-            raise ConfigError(f"data.path: {data.path} does not exist")
-    elif data.synthetic.n_rows < need:
+    if need > n_rows:
+        rows_from = f"data.path ({data.path}) holds" if data.file else "data.synthetic.n_rows ="
+        allowed = n_rows - data.n_val - data.n_test
+        fix = (
+            f"lower grid.n_train to at most {allowed}, or data.n_val / data.n_test"
+            if allowed >= 1
+            else "lower data.n_val and data.n_test"
+        )
         raise ConfigError(
             f"grid.n_train: the largest n_train ({max(grid.n_train)}) + data.n_val "
-            f"({data.n_val}) + data.n_test ({data.n_test}) = {need} exceeds "
-            f"data.synthetic.n_rows ({data.synthetic.n_rows}); lower n_train or raise n_rows"
+            f"({data.n_val}) + data.n_test ({data.n_test}) = {need} rows, but {rows_from} "
+            f"{n_rows}; {fix}"
         )
     return study
+
+
+def data_shape(data: DataConfig) -> tuple[int, int]:
+    """(rows, D) of the study's data, from the file's header (no full read) or the synthetic
+    settings; ConfigError naming ``data.path`` when the file cannot be read."""
+    if not data.file:
+        return data.synthetic.n_rows, data.synthetic.dim
+    try:
+        return peek_shape(data.file, data.column)
+    except DataError as exc:
+        raise ConfigError(f"data.path: {exc}") from None
+
+
+def study_table(study: StudyConfig, data_dim: int) -> ScalingTable:
+    """The scaling table the study's cells train at the data's D, gated now (ParamGateError,
+    naming every off row and the fix): a packaged table fitted to its capacity targets at D,
+    a user's table as written. Counting imports torch (meta device: no memory, ~1 s)."""
+    from .params import gate_table
+
+    table, _ = gate_table(
+        study.scaling_table,
+        data_dim,
+        study.train.parameterisation,
+        list(study.grid.archs),
+        study.params.allow_off_ratio,
+        fit=fits_table(study),
+    )
+    return table
+
+
+def fits_table(study: StudyConfig) -> bool:
+    """Whether the study's table is fitted at the data's D: a packaged one, unless
+    ``params.fit`` is off."""
+    from .models.scaling import is_packaged
+
+    return study.params.fit and is_packaged(study.scaling_table)
 
 
 def settings(study: StudyConfig, *sections: str) -> str:

@@ -19,13 +19,17 @@ from .files import atomic_path, atomic_write
 from .study import (
     CELL_LOG_NAME,
     CELL_PATTERN,
+    GRID_AXES,
     HEADLINE_METRICS,
-    PLOTS,
+    REFERENCE_PATTERN,
     REFERENCES,
+    SYNTHETIC_ONLY,
     TRAJECTORY_FIELDS,
     cell_digest,
     cells,
+    check_layout,
     parse_cell_dir,
+    plot_names,
 )
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,7 @@ DIRECTION = {
 }
 COLUMNS = (
     "kind",
+    "dataset",
     "arch",
     "scale",
     "n_train",
@@ -219,11 +224,12 @@ def _references(path: Path) -> dict[str, dict[str, Any]]:
     return refs
 
 
-def _reference_rows(results: Path, n_train: int) -> list[dict[str, Any]]:
-    """The reference rows for ``n_train``; status "missing" (and why) if their file is bad."""
-    base = {"kind": "reference", "scale": "", "n_train": n_train, "seed": None}
+def _reference_rows(results: Path, dataset: str, n_train: int) -> list[dict[str, Any]]:
+    """The reference rows of a dataset for ``n_train``; status "missing" (and why) if their
+    file is bad."""
+    base = {"kind": "reference", "dataset": dataset, "scale": "", "n_train": n_train, "seed": None}
     try:
-        refs = _references(results / "references" / f"n{n_train}.json")
+        refs = _references(results / REFERENCE_PATTERN.format(dataset=dataset, n_train=n_train))
     except ResultsError as exc:
         return [
             {**base, "arch": name, "status": "missing", "error": str(exc)} for name in REFERENCES
@@ -238,19 +244,31 @@ def _reference_row(base: dict[str, Any], name: str, metrics: dict[str, Any]) -> 
     return {**base, "arch": name, "status": "ok", **metrics}
 
 
-def discover_grid(results: Path) -> dict[str, list]:
-    """The grid implied by the run folders present (when no config is given)."""
-    folders = (p.relative_to(results) for p in results.glob("runs/*/*/*/*") if p.is_dir())
+def discover_grids(results: Path) -> dict[str, dict[str, list]]:
+    """Per dataset, the grid implied by its run folders present, datasets in name order."""
+    folders = (p.relative_to(results) for p in results.glob("runs/*/*/*/*/*") if p.is_dir())
     found = [cell for cell in map(parse_cell_dir, folders) if cell is not None]
+    axes = (("archs", "arch"), ("scales", "scale"), ("n_train", "n_train"), ("seeds", "seed"))
     return {
-        axis: sorted({cell[key] for cell in found})
-        for axis, key in (
-            ("archs", "arch"),
-            ("scales", "scale"),
-            ("n_train", "n_train"),
-            ("seeds", "seed"),
-        )
+        dataset: {
+            "datasets": [dataset],
+            **{
+                axis: sorted({c[key] for c in found if c["dataset"] == dataset})
+                for axis, key in axes
+            },
+        }
+        for dataset in sorted({c["dataset"] for c in found})
     }
+
+
+def study_grids(results: Path, grid: dict[str, list] | None) -> dict[str, dict[str, list]]:
+    """The grids to summarise: the study's own (``grid``: its cells listed whether finished
+    or not) and every other dataset's cells found in ``results`` (finished or failed there)."""
+    grids = discover_grids(results)
+    if grid is None:
+        return grids
+    own = {dataset: {**grid, "datasets": [dataset]} for dataset in grid["datasets"]}
+    return own | {d: g for d, g in grids.items() if d not in own}
 
 
 def _results_folder(results: str | Path) -> Path:
@@ -258,6 +276,7 @@ def _results_folder(results: str | Path) -> Path:
     results = Path(results)
     if not results.is_dir():
         raise ResultsError(f"{results}: no such results folder; run the study first")
+    check_layout(results)
     return results
 
 
@@ -273,22 +292,32 @@ INTEGER_COLUMNS = (
 """Counts, printed as integers (a row without one, e.g. a reference row's seed, leaves it empty)."""
 
 
-def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """The rows with every column tables and plots read; counts as integers."""
+def _frame(rows: list[dict[str, Any]], synthetic: bool) -> pd.DataFrame:
+    """The rows with every column tables and plots read; counts as integers. Unless a dataset
+    is ``synthetic``, the synthetic-only metrics are left out where no row has them (real data:
+    they need the generating distribution)."""
     frame = pd.DataFrame(rows)
     columns = dict.fromkeys([*COLUMNS, *frame.columns, *HEADLINE_METRICS])
     frame = frame.reindex(columns=list(columns))
+    if not synthetic:
+        frame = frame.drop(
+            columns=[c for c in SYNTHETIC_ONLY if c in frame.columns and _empty(frame, c)]
+        )
     return frame.astype({c: "Int64" for c in INTEGER_COLUMNS if c in frame.columns})
 
 
-def collect(results: str | Path, grid: dict[str, list] | None = None) -> pd.DataFrame:
-    """One row per grid cell (failed, stale or missing cells included) and per reference row."""
+def collect(
+    results: str | Path, grid: dict[str, list] | None = None, synthetic: bool = False
+) -> pd.DataFrame:
+    """One row per cell of ``study_grids`` (failed, stale or missing cells included) and per
+    reference row, every dataset's; ``synthetic``: the study's data is (keep its columns)."""
     results = _results_folder(results)
-    grid = grid or discover_grid(results)
-    rows = [_cell_row(results, c) for c in cells(grid)]
-    for n_train in grid["n_train"]:
-        rows += _reference_rows(results, n_train)
-    return _frame(rows)
+    rows = []
+    for dataset, part in study_grids(results, grid).items():
+        rows += [_cell_row(results, c) for c in cells(part)]
+        for n_train in part["n_train"]:
+            rows += _reference_rows(results, dataset, n_train)
+    return _frame(rows, synthetic)
 
 
 def _fmt(values: pd.Series, empty: str) -> str:
@@ -353,7 +382,7 @@ def _cell_list(listed: pd.DataFrame, title: str, note: str) -> list[str]:
     """A section listing model rows (arch, scale, n_train, seed, reason); none if empty."""
     if listed.empty:
         return []
-    head = ["", f"## {title}", "", note, "", "| arch | scale | n_train | seed | reason |"]
+    head = ["", f"### {title}", "", note, "", "| arch | scale | n_train | seed | reason |"]
     rows = [
         f"| {r.arch} | {r.scale} | {r.n_train} | {r.seed} | {_md_cell(r.error)} |"
         for r in listed.itertuples()
@@ -370,7 +399,7 @@ def _missing_references(refs: pd.DataFrame) -> list[str]:
     note = "The tables show `missing` for them; rerun Snakemake to score them."
     return [
         "",
-        "## Missing reference rows",
+        "### Missing reference rows",
         "",
         note,
         "",
@@ -386,19 +415,21 @@ def _skipped_references(refs: pd.DataFrame) -> list[str]:
     if skipped.empty:
         return []
     rows = [f"| {r.arch} | {r.n_train} | {_md_cell(r.error)} |" for r in skipped.itertuples()]
-    head = ["", "## Skipped reference rows", "", "| reference | n_train | reason |"]
+    head = ["", "### Skipped reference rows", "", "| reference | n_train | reason |"]
     return [*head, "|---|---:|---|", *rows]
 
 
-def summary_markdown(frame: pd.DataFrame, grid: dict[str, list]) -> str:
-    """summary.md: counts, failed and stale cells, missing references, one table per metric."""
+def summary_markdown(frame: pd.DataFrame, grids: dict[str, dict[str, list]]) -> str:
+    """summary.md: counts, then per dataset its failed and stale cells, missing references and
+    one table per metric."""
     models = frame[frame.kind == "model"]
     counts = models.status.value_counts()
     parts = [
         "# fmscale summary",
         "",
         f"{len(models)} cells ({counts.get('ok', 0)} finished, {counts.get('failed', 0)} failed, "
-        f"{counts.get('stale', 0)} stale). "
+        f"{counts.get('stale', 0)} stale) on {len(grids)} dataset(s): "
+        f"{', '.join(f'`{d}`' for d in grids)}. "
         "Metrics at the headline NFE, in standardised space; `_pca` = in the real data's top-k PCA "
         "space. Reference rows: `real_holdout` = held-out real data (the floor), `gaussian_fit` = "
         "samples of a Gaussian fitted to the training rows, `memoriser` = the training rows "
@@ -407,6 +438,15 @@ def summary_markdown(frame: pd.DataFrame, grid: dict[str, list]) -> str:
         "val_loss_ratio is the irreducible loss, and its samples show what the solver at the "
         "headline NFE loses.",
     ]
+    for dataset, grid in grids.items():
+        parts += _dataset_markdown(frame[frame.dataset == dataset], dataset, grid)
+    return "\n".join(parts) + "\n"
+
+
+def _dataset_markdown(frame: pd.DataFrame, dataset: str, grid: dict[str, list]) -> list[str]:
+    """One dataset's part of summary.md."""
+    models = frame[frame.kind == "model"]
+    parts = ["", f"## Dataset `{dataset}`", ""]
     parts += _cell_list(
         models[models.status == "failed"],
         "Failed cells",
@@ -421,18 +461,29 @@ def summary_markdown(frame: pd.DataFrame, grid: dict[str, list]) -> str:
     )
     parts += _missing_references(frame[frame.kind == "reference"])
     parts += _skipped_references(frame[frame.kind == "reference"])
+    unscored = [m for m in HEADLINE_METRICS if m in SYNTHETIC_ONLY and _empty(frame, m)]
+    if unscored and len(models):
+        parts += [
+            "",
+            f"{', '.join(unscored)}: not scored on `{dataset}`, which is not synthetic (they "
+            "need the generating distribution).",
+        ]
     for metric in HEADLINE_METRICS:
-        if not frame[metric].notna().any():
+        if _empty(frame, metric):
             continue
         parts += [
             "",
-            f"## {metric}",
+            f"### {metric}",
             "",
             f"_{DIRECTION[metric]}_",
             "",
             _markdown_table(pivot(frame, metric, grid), "arch / scale (params)"),
         ]
-    return "\n".join(parts) + "\n"
+    return parts
+
+
+def _empty(frame: pd.DataFrame, metric: str) -> bool:
+    return metric not in frame.columns or not frame[metric].notna().any()
 
 
 def log_axes(ax, *names: str) -> None:
@@ -522,13 +573,16 @@ def _plot_vs_n_train(
     plt.close(fig)
 
 
-def write_plots(frame: pd.DataFrame, grid: dict[str, list], out_dir: Path) -> list[Path]:
+def write_plots(
+    frame: pd.DataFrame, grid: dict[str, list], out_dir: Path, synthetic: bool
+) -> list[Path]:
+    """``plot_names(synthetic)`` of one dataset's rows under ``out_dir``."""
     import matplotlib
 
     matplotlib.use("Agg")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name in PLOTS:
+    for name in plot_names(synthetic):
         path = out_dir / f"{name}.png"
         if name.endswith("_vs_params"):
             _plot_vs_params(frame, name.removesuffix("_vs_params"), grid, path)
@@ -546,10 +600,10 @@ def trajectories(results: Path, frame: pd.DataFrame) -> pd.DataFrame:
     Cells without one (trained before trajectories, or with ``trajectory_points: 0``) are left
     out; an unreadable one is left out with a warning in the log.
     """
-    keys = ["arch", "scale", "n_train", "seed", "n_params"]
+    keys = ["dataset", "arch", "scale", "n_train", "seed", "n_params"]
     parts = []
     for cell in frame[(frame.kind == "model") & (frame.status == "ok")].itertuples():
-        path = results / CELL_PATTERN.format(**{k: getattr(cell, k) for k in keys[:4]})
+        path = results / CELL_PATTERN.format(**{k: getattr(cell, k) for k in keys[:5]})
         path = path / "trajectory.csv"
         if not path.exists():
             continue
@@ -565,18 +619,37 @@ def trajectories(results: Path, frame: pd.DataFrame) -> pd.DataFrame:
     return table[[*keys, *[c for c in table.columns if c not in keys]]]
 
 
-def summarize(results: str | Path, grid: dict[str, list] | None = None) -> pd.DataFrame:
+def summarize(
+    results: str | Path, grid: dict[str, list] | None = None, synthetic: bool | None = None
+) -> pd.DataFrame:
     """Write summary.csv, trajectories.csv, summary.md and plots/ under ``results``; return
     the frame.
 
-    Failed, stale and missing cells and reference rows are listed, never fatal; only a missing
-    ``results`` folder raises (ResultsError).
+    ``grid``: the study's (``study.study_grid``), whose cells are listed finished or not; cells
+    of other datasets in ``results`` are listed too. The plots are of the study's dataset (the
+    only one found when ``grid`` is None); ``synthetic`` (default: whether its rows have the
+    synthetic-only metrics) says whether the synthetic-only plots are drawn. Failed, stale and
+    missing cells and reference rows are listed, never fatal; only a missing ``results`` folder
+    raises (ResultsError), or several datasets without a ``grid`` to say which to plot.
     """
-    results = Path(results)
-    grid = grid or discover_grid(results)
-    frame = collect(results, grid)
+    results = _results_folder(results)
+    grids = study_grids(results, grid)
+    if grid is not None:
+        dataset = grid["datasets"][0]
+    elif len(grids) > 1:
+        raise ResultsError(
+            f"{results}: cells of {len(grids)} datasets ({', '.join(grids)}); give the study's "
+            "config (--config) to say whose plots to draw"
+        )
+    else:
+        dataset = next(iter(grids), None)
+    frame = collect(results, grid, bool(synthetic))
+    own = frame[frame.dataset == dataset]
+    if synthetic is None:
+        synthetic = not _empty(own, "mode_kl")
+    empty_grid = {axis: [] for axis in GRID_AXES}
     atomic_write(results / "summary.csv", frame.to_csv(index=False))
     atomic_write(results / "trajectories.csv", trajectories(results, frame).to_csv(index=False))
-    atomic_write(results / "summary.md", summary_markdown(frame, grid))
-    write_plots(frame, grid, results / "plots")
+    atomic_write(results / "summary.md", summary_markdown(frame, grids))
+    write_plots(own, grids.get(dataset, empty_grid), results / "plots", synthetic)
     return frame

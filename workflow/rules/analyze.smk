@@ -26,7 +26,9 @@ rule analyze:
         results=lambda wildcards, output: os.path.dirname(output.json),
         # Samples behind each memorised_fraction (evaluate draws this many, capped by n_test).
         n_samples=min(STUDY.evaluate.n_samples, STUDY.data.n_test),
+        data_name=DATA,
     message:
-        "analyze: fits with bootstrap CIs, memorisation onset, result checks"
+        f"analyze {DATA}: fits with bootstrap CIs, memorisation onset, result checks"
     shell:
-        "python -m fmscale analyze {params.results:q} --n-samples {params.n_samples} > {log:q} 2>&1"
+        "python -m fmscale analyze {params.results:q} --n-samples {params.n_samples} "
+        "--data-name {params.data_name:q} > {log:q} 2>&1"

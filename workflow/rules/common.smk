@@ -1,4 +1,5 @@
 # Grid, paths and helpers shared by every rule. Logic lives in src/fmscale/study.py.
+import json
 import os
 import shlex
 
@@ -6,22 +7,39 @@ from fmscale.study import (
     ANALYSIS_FIGURES,
     CELL_LOG_NAME,
     CELL_PATTERN,
-    PLOTS,
+    PARAMS_PATTERN,
+    REFERENCE_PATTERN,
     cells,
+    check_layout,
+    data_shape,
+    fits_table,
     load_study,
+    plot_names,
     put_first_on_pythonpath,
     settings,
+    study_grid,
+    study_table,
 )
 
+# Checked while the DAG is built, so `snakemake -n` stops on them before any job runs: the
+# config, the data file's header (rows, D, column), the results layout and the gate.
 STUDY = load_study(config)
+check_layout(STUDY.results)
 
 RESULTS = STUDY.results
-GRID = STUDY.section("grid")
-DATASET = f"{RESULTS}/data/{STUDY.data.name}/pool.safetensors"
-CELL = f"{RESULTS}/{CELL_PATTERN}"
+DATA = STUDY.data.name
+SYNTHETIC = STUDY.data.source == "synthetic"
+GRID = study_grid(STUDY)
+DATA_DIM = data_shape(STUDY.data)[1]
+# The table the cells train at D: a packaged table fitted to its capacity targets there.
+TABLE = study_table(STUDY, DATA_DIM)
+FIT_TABLE = fits_table(STUDY)
 TABLE_FLAG = (
     f"--table {shlex.quote(STUDY.scaling_table)}" if STUDY.scaling_table else ""
 )
+POOL = f"{RESULTS}/data/{{dataset}}/pool.safetensors"
+CELL = f"{RESULTS}/{CELL_PATTERN}"
+PARAMS = f"{RESULTS}/{PARAMS_PATTERN}"
 RES = STUDY.resources
 # Every job runs the workflow's own fmscale source (`python -m fmscale`), whatever environment
 # runs it: a conda env of --software-deployment-method conda holds the dependencies, not fmscale.
@@ -42,6 +60,11 @@ wildcard_constraints:
 def cell_files(name):
     """One path per grid cell for the file ``name`` of its run folder."""
     return [f"{RESULTS}/{CELL_PATTERN.format(**c)}/{name}" for c in cells(GRID)]
+
+
+def table_row(wildcards):
+    """The cell's row of the gated table, as JSON: a changed row retrains the cell."""
+    return json.dumps(TABLE.row(wildcards.arch, wildcards.scale), sort_keys=True)
 
 
 def runtime_min(wildcards, attempt):

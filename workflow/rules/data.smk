@@ -1,11 +1,11 @@
-# One prepared dataset (splits + standardisation) shared by every cell.
+# One prepared dataset (splits + standardisation) shared by every cell of the study.
 
 
 rule prepare_data:
     input:
         [STUDY.data.file] if STUDY.data.file else [],
     output:
-        f"{RESULTS}/data/{{dataset}}/pool.safetensors",
+        POOL,
     log:
         f"{RESULTS}/logs/prepare_data/{{dataset}}.log",
     conda:

@@ -5,7 +5,7 @@ rule evaluate:
     input:
         model=rules.train.output.model,
         cell=rules.train.output.cell,
-        dataset=DATASET,
+        dataset=POOL,
     output:
         f"{CELL}/metrics.json",
     log:
@@ -25,7 +25,7 @@ rule evaluate:
         run=lambda wildcards, input: os.path.dirname(input.model),
         device=STUDY.train.device,
     message:
-        "evaluate {wildcards.arch}/{wildcards.scale} n_train={wildcards.n_train} seed={wildcards.seed}"
+        "evaluate {wildcards.dataset}: {wildcards.arch}/{wildcards.scale} n_train={wildcards.n_train} seed={wildcards.seed}"
     shell:
         "python -m fmscale evaluate {params.run:q} --dataset {input.dataset:q} "
         "--settings {params.settings:q} --device {params.device} --threads {threads} "
@@ -34,11 +34,11 @@ rule evaluate:
 
 rule reference:
     input:
-        dataset=DATASET,
+        dataset=POOL,
     output:
-        f"{RESULTS}/references/n{{n_train}}.json",
+        f"{RESULTS}/{REFERENCE_PATTERN}",
     log:
-        f"{RESULTS}/logs/reference/n{{n_train}}.log",
+        f"{RESULTS}/logs/reference/{{dataset}}/n{{n_train}}.log",
     conda:
         CPU_ENV
     threads: RES.train_threads
@@ -47,7 +47,7 @@ rule reference:
     params:
         settings=settings(STUDY, "data", "evaluate"),
     message:
-        "reference rows for n_train={wildcards.n_train}"
+        "reference rows of {wildcards.dataset} for n_train={wildcards.n_train}"
     shell:
         "python -m fmscale reference --n-train {wildcards.n_train} --dataset {input.dataset:q} "
         "--settings {params.settings:q} --threads {threads} --out {output:q} > {log:q} 2>&1"

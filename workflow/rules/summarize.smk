@@ -5,8 +5,10 @@
 rule summarize:
     input:
         metrics=cell_files("metrics.json"),
-        references=expand(f"{RESULTS}/references/n{{n}}.json", n=GRID["n_train"]),
-        params=rules.verify_params.output.csv,
+        references=expand(
+            f"{RESULTS}/{REFERENCE_PATTERN}", dataset=DATA, n_train=GRID["n_train"]
+        ),
+        params=expand(f"{PARAMS}.csv", dataset=DATA),
     output:
         csv=report(
             f"{RESULTS}/summary.csv",
@@ -20,7 +22,7 @@ rule summarize:
             category="Summary",
         ),
         plots=report(
-            expand(f"{RESULTS}/plots/{{name}}.png", name=PLOTS),
+            expand(f"{RESULTS}/plots/{{name}}.png", name=plot_names(SYNTHETIC)),
             caption="../report/plots.rst",
             category="Plots",
         ),
@@ -29,7 +31,7 @@ rule summarize:
     conda:
         CPU_ENV
     params:
-        settings=settings(STUDY, "grid"),
+        settings=settings(STUDY, "grid", "data"),
         results=lambda wildcards, output: os.path.dirname(output.csv),
     message:
         "summarize every cell: summary.csv, summary.md, plots"
@@ -37,7 +39,7 @@ rule summarize:
         "python -m fmscale summarize {params.results:q} --settings {params.settings:q} > {log:q} 2>&1"
 
 
-GRID_SETTINGS = settings(STUDY, "grid")
+GRID_SETTINGS = settings(STUDY, "grid", "data")
 ONERROR_LOG = f"{RESULTS}/logs/summarize_onerror.log"
 
 

@@ -4,8 +4,10 @@
 
 rule train:
     input:
-        gate=rules.verify_params.output.csv,
-        dataset=DATASET,
+        # ancient: a gate rerun (same verdicts) retrains nothing; a changed row does (params.row)
+        gate=ancient(f"{PARAMS}.csv"),
+        table=ancient(f"{PARAMS}.table.yaml"),
+        dataset=POOL,
     output:
         model=f"{CELL}/model.safetensors",
         cell=f"{CELL}/cell.json",
@@ -24,12 +26,12 @@ rule train:
         gpu=1 if RES.gpu else 0,
     params:
         settings=settings(STUDY, "data", "train"),
-        table=TABLE_FLAG,
+        row=table_row,
         out=lambda wildcards, output: os.path.dirname(output.model),
     message:
-        "train {wildcards.arch}/{wildcards.scale} n_train={wildcards.n_train} seed={wildcards.seed}"
+        "train {wildcards.dataset}: {wildcards.arch}/{wildcards.scale} n_train={wildcards.n_train} seed={wildcards.seed}"
     shell:
         "python -m fmscale train --arch {wildcards.arch} --scale {wildcards.scale} "
-        "--n-train {wildcards.n_train} --seed {wildcards.seed} {params.table} "
+        "--n-train {wildcards.n_train} --seed {wildcards.seed} --table {input.table:q} "
         "--dataset {input.dataset:q} --settings {params.settings:q} --threads {threads} "
         "--out {params.out:q} --no-progress > {log:q} 2>&1"
