@@ -16,29 +16,59 @@ from .study import ANALYSIS_N_SAMPLES
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
-    from .models.scaling import load_table
-    from .params import ParamGateError, render_markdown, verify_params
+    from .params import check_gate
 
     data_dim = args.data_dim
     if args.dataset:
         from .data import Dataset
 
         data_dim = Dataset.peek_dim(args.dataset)
-    try:
-        rows = verify_params(
-            args.table,
-            data_dim,
-            args.out_csv,
-            args.out_md,
-            args.allow_off_ratio,
-            args.archs,
-            args.parameterisation,
-        )
-    except ParamGateError as exc:
-        print(str(exc), file=sys.stderr)
+    gate = check_gate(
+        args.table,
+        data_dim,
+        args.allow_off_ratio,
+        args.archs,
+        args.parameterisation,
+        args.fit,
+    )
+    gate.record(args.out_csv, args.out_md, args.out_table)
+    if gate.error:
+        print(gate.error, file=sys.stderr)
         return 1
-    print(render_markdown(rows, load_table(args.table), data_dim, args.parameterisation), end="")
+    print(gate.markdown, end="")
     return 0
+
+
+def _cmd_table(args: argparse.Namespace) -> int:
+    from .params import check_gate
+
+    gate = check_gate(
+        args.source, args.data_dim, False, args.archs, args.parameterisation, True, args.targets
+    )
+    if gate.error:
+        print(gate.error, file=sys.stderr)
+        return 1
+    print(gate.markdown, end="")
+    if args.out:
+        import dataclasses
+        import shlex
+
+        command = shlex.join(["fmscale", *args.argv])
+        gate = dataclasses.replace(gate, header=f"{gate.header}\nWritten by: {command}")
+        gate.record(out_table=args.out)
+        print(f"\n{args.out}: the fitted table; use it with scaling_table: {args.out}")
+    return 0
+
+
+def _targets(text: str) -> dict[str, int]:
+    """An argparse type: ``scale=params,...``."""
+    try:
+        pairs = [item.split("=") for item in text.split(",")]
+        return {scale.strip(): int(float(n)) for scale, n in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give scale=params pairs, e.g. tiny=130000,small=520000,base=2100000"
+        ) from None
 
 
 def _settings(args: argparse.Namespace) -> dict:
@@ -232,20 +262,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from .config import merge_configs, read_yaml
     from .files import atomic_write
     from .plan import plan
-    from .study import load_study
+    from .study import data_shape, load_study
 
     files = [f for f in [args.base, *args.configfile] if f]
     raw: dict = {}
     for path in files:
         raw = merge_configs(raw, read_yaml(path))
     study = load_study(raw)
-    if study.data.source == "synthetic":
-        data_shape = (study.data.synthetic.n_rows, study.data.synthetic.dim)
-    else:  # the file's rows and D, as prepare-data will read them
-        from .data import load_embeddings
-
-        data_shape = tuple(load_embeddings(study.data.path).shape)
-    text = plan(study, data_shape, args.utilisation, args.cpu_steps, " + ".join(map(str, files)))
+    shape = data_shape(study.data)  # the file's rows and D, from its header
+    text = plan(study, shape, args.utilisation, args.cpu_steps, " + ".join(map(str, files)))
     if args.out:
         atomic_write(Path(args.out), text.encode())
     print(text, end="")
@@ -309,10 +334,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out-csv", help="write the table as CSV here")
     p.add_argument("--out-md", help="write the table as Markdown here")
+    p.add_argument("--out-table", help="write the table the cells train (YAML) here")
+    p.add_argument(
+        "--fit", action="store_true", help="fit the table to its capacity targets at D first"
+    )
     p.add_argument(
         "--allow-off-ratio", action="store_true", help="record off-ratio verdicts and exit 0"
     )
     p.set_defaults(func=_cmd_params)
+
+    p = sub.add_parser(
+        "table", help="fit a scaling table to its capacity targets at a data dimension D"
+    )
+    p.add_argument("--data-dim", type=_count(1), required=True, help="vector dimension D")
+    p.add_argument(
+        "--from",
+        dest="source",
+        default="cpu",
+        help="the table: cpu (default), default, original or a YAML file",
+    )
+    p.add_argument(
+        "--parameterisation",
+        choices=PARAMETERISATIONS,
+        default=TrainConfig.parameterisation,
+        help="the cells' parameterisation (its parameters count)",
+    )
+    p.add_argument(
+        "--archs", type=lambda text: text.split(","), help="comma-separated archs to fit"
+    )
+    p.add_argument(
+        "--targets",
+        type=_targets,
+        help="capacity targets replacing the table's, e.g. tiny=130000,small=520000,base=2.1e6",
+    )
+    p.add_argument("-o", "--out", help="write the fitted table (YAML) here")
+    p.set_defaults(func=_cmd_table)
 
     p = sub.add_parser("prepare-data", help="build, split and standardise a dataset once")
     _add_data_flags(p)
@@ -428,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv  # what a written file says made it
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .config import StudyConfig, TrainConfig
-from .study import cells
+from .study import cells, study_grid, study_table
 
 if TYPE_CHECKING:
     from torch import nn
@@ -86,13 +86,13 @@ def cell_costs(study: StudyConfig, data_dim: int, cpu_steps: int) -> list[CellCo
     """The cost of every arch x scale x n_train of the study's grid."""
     from .flops import count_flops
     from .flow import build_field
-    from .models import resolve_row
 
     grid, train = study.grid, study.train
+    table = study_table(study, data_dim)  # the rows the cells train at D (fitted, gated)
     fields: dict[tuple[str, str], dict[str, Any]] = {}
     for arch in grid.archs:
         for scale in grid.scales:
-            row = resolve_row(arch, scale, study.scaling_table)
+            row = table.row(arch, scale)
             field = build_field(arch, row, data_dim, train.parameterisation)
             fields[arch, scale] = {
                 "n_params": sum(p.numel() for p in field.parameters()),
@@ -102,7 +102,7 @@ def cell_costs(study: StudyConfig, data_dim: int, cpu_steps: int) -> list[CellCo
                 else None,
             }
     costs = []
-    for cell in cells({**study.section("grid"), "seeds": [0]}):
+    for cell in cells({**study_grid(study), "seeds": [0]}):
         info = fields[cell["arch"], cell["scale"]]
         steps = train.for_rows(cell["n_train"]).steps
         costs.append(
@@ -124,7 +124,7 @@ def cell_costs(study: StudyConfig, data_dim: int, cpu_steps: int) -> list[CellCo
 
 def jobs_per_rule(study: StudyConfig) -> dict[str, int]:
     """The jobs a fresh run of the study starts, per rule of ``workflow/rules``."""
-    n_cells = len(cells(study.section("grid")))
+    n_cells = len(cells(study_grid(study)))
     return {
         "prepare_data": 1,
         "verify_params": 1,

@@ -1,7 +1,9 @@
 """Architecture hyper-parameters as dataclasses: the keys a scaling-table row may hold.
 
 ``ARCH_CONFIGS`` is the registry of architectures: each config names its network class
-(``network = "<module>:<class>"`` in ``fmscale.models``). Kept free of torch so the scaling
+(``network = "<module>:<class>"`` in ``fmscale.models``) and its width knob (``width``: the key
+``fmscale table`` moves to fit a capacity target at the data's D; a list of widths is scaled
+as a whole). Kept free of torch so the scaling
 table can be validated cheaply (e.g. while Snakemake builds its DAG).
 """
 
@@ -19,6 +21,7 @@ class MLPConfig:
     """Residual MLP: ``num_layers`` blocks of width ``hidden_dim`` (inner width x ``mlp_ratio``)."""
 
     network: ClassVar[str] = "mlp:MLPVelocity"
+    width: ClassVar[str] = "hidden_dim"
     hidden_dim: int = 256
     num_layers: int = 4
     mlp_ratio: float = 4.0
@@ -32,6 +35,7 @@ class DiTConfig:
     """adaLN-Zero transformer over ``num_tokens`` tokens cut from the vector."""
 
     network: ClassVar[str] = "dit:DiTVelocity"
+    width: ClassVar[str] = "hidden_dim"
     hidden_dim: int = 384
     num_layers: int = 3
     num_heads: int = 6
@@ -51,6 +55,7 @@ class UNetConfig:
     """U-Net MLP: down path through ``hidden_dims``, a bottleneck, an up path with skips."""
 
     network: ClassVar[str] = "unet:UNetVelocity"
+    width: ClassVar[str] = "hidden_dims"
     hidden_dims: tuple[int, ...] = (512, 256)
     mlp_ratio: float = 2.0
 
@@ -67,6 +72,7 @@ class MambaConfig:
     """Bidirectional Mamba (model width ``hidden_dim``) over ``num_tokens`` chunks of the vector."""
 
     network: ClassVar[str] = "mamba:MambaVelocity"
+    width: ClassVar[str] = "hidden_dim"
     hidden_dim: int = 256
     num_layers: int = 4
     d_state: int = 16

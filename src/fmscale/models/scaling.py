@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -16,14 +16,14 @@ from typing import Any
 import yaml
 
 from ..config import ConfigError, from_section
-from .configs import ARCH_CONFIGS, build_config
+from .configs import ARCH_CONFIGS, build_config, field_names
 
 DEFAULT_TABLE = Path(__file__).with_name("scaling.yaml")
 ORIGINAL_PLAN_TABLE = Path(__file__).with_name("scaling_original.yaml")
 CPU_TABLE = Path(__file__).with_name("scaling_cpu.yaml")
 PACKAGED_TABLES = {"default": DEFAULT_TABLE, "cpu": CPU_TABLE, "original": ORIGINAL_PLAN_TABLE}
 """Tables shipped with fmscale, by the name a config or ``--table`` may give instead of a path."""
-TOP_LEVEL_KEYS = {"ratio", "scales", "default_scale", "capacity", "archs"}
+TOP_LEVEL_KEYS = {"ratio", "scales", "default_scale", "capacity", "fit", "archs"}
 
 
 class ScalingTableError(ValueError):
@@ -43,6 +43,7 @@ class ScalingTable:
     capacity_targets: Mapping[str, int] | None
     capacity_tolerance: float
     rows: Mapping[str, Mapping[str, Mapping[str, Any]]]
+    fit: Fit = field(default_factory=lambda: Fit())
 
     @property
     def archs(self) -> tuple[str, ...]:
@@ -103,6 +104,32 @@ class Capacity:
         bad = {scale: n for scale, n in self.targets.items() if n <= 0}
         if bad:
             raise ConfigError(f"capacity.targets: {bad} must be > 0")
+
+
+@dataclass(frozen=True)
+class Fit:
+    """How ``fmscale table`` fits a row to its capacity target at the data's D: the knob it
+    moves per arch (default: the arch's width, ``ARCH_CONFIGS[arch].width``; everything else
+    is held) and the smallest width it may give."""
+
+    knobs: dict[str, str] = field(default_factory=dict)
+    min_width: int = 16
+
+    def check(self) -> None:
+        if self.min_width < 1:
+            raise ConfigError(f"fit.min_width={self.min_width} must be >= 1")
+        for arch, knob in self.knobs.items():
+            if arch not in ARCH_CONFIGS:
+                raise ConfigError(f"fit.knobs.{arch}: unknown arch; known: {list(ARCH_CONFIGS)}")
+            if knob not in field_names(arch):
+                raise ConfigError(
+                    f"fit.knobs.{arch}={knob!r} is not a key of a {arch} row; "
+                    f"allowed: {field_names(arch)}"
+                )
+
+    def knob(self, arch: str) -> str:
+        """The key of ``arch``'s rows that fitting moves."""
+        return self.knobs.get(arch, ARCH_CONFIGS[arch].width)
 
 
 def _section(path: Path, cls: type, spec: Any, name: str) -> Any:
@@ -175,8 +202,10 @@ def parse_table(raw: Any, path: Path) -> ScalingTable:
                 "capacity.targets",
                 f"must map every scale {list(scales)} to a parameter count",
             )
+    fit = _section(path, Fit, raw.get("fit"), "fit")
     return ScalingTable(
         path=path,
+        fit=fit,
         scales=scales,
         default_scale=default_scale,
         ratio_target=ratio.target,
@@ -215,6 +244,15 @@ def table_path(path: str | Path | None) -> Path:
     if path is None:
         return DEFAULT_TABLE
     return PACKAGED_TABLES.get(str(path), Path(path)).resolve()
+
+
+def is_packaged(table: str | Path | None) -> bool:
+    """Whether a table reference names a packaged table (None: the default one)."""
+    return (
+        table is None
+        or str(table) in PACKAGED_TABLES
+        or table_path(table) in set(p.resolve() for p in PACKAGED_TABLES.values())
+    )
 
 
 def get_scaled_config(arch: str, scale: str | None = None, table: str | Path | None = None) -> dict:
