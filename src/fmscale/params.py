@@ -307,7 +307,11 @@ def write_table(table: ScalingTable, path: str | Path, header: str) -> None:
             "tolerance": table.capacity_tolerance,
             "targets": dict(table.capacity_targets),
         }
-    raw["fit"] = {"knobs": dict(table.fit.knobs), "min_width": table.fit.min_width}
+    raw["fit"] = {
+        "knobs": dict(table.fit.knobs),
+        "min_width": table.fit.min_width,
+        "dim": table.fit.dim,
+    }
     raw["archs"] = {a: {s: table.row(a, s) for s in table.scales} for a in table.archs}
     body = yaml.safe_dump(raw, sort_keys=False, default_flow_style=None)
     atomic_write(path, "".join(f"# {line}\n" for line in header.splitlines()) + body)

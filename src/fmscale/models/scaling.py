@@ -110,14 +110,18 @@ class Capacity:
 class Fit:
     """How ``fmscale table`` fits a row to its capacity target at the data's D: the knob it
     moves per arch (default: the arch's width, ``ARCH_CONFIGS[arch].width``; everything else
-    is held) and the smallest width it may give."""
+    is held), the smallest width it may give, and the D the rows were written for (``dim``:
+    there, rows within tolerance are kept as written; at any other D every row is fitted)."""
 
     knobs: dict[str, str] = field(default_factory=dict)
     min_width: int = 16
+    dim: int | None = None
 
     def check(self) -> None:
         if self.min_width < 1:
             raise ConfigError(f"fit.min_width={self.min_width} must be >= 1")
+        if self.dim is not None and self.dim < 1:
+            raise ConfigError(f"fit.dim={self.dim} must be >= 1")
         for arch, knob in self.knobs.items():
             if arch not in ARCH_CONFIGS:
                 raise ConfigError(f"fit.knobs.{arch}: unknown arch; known: {list(ARCH_CONFIGS)}")
