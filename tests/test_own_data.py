@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from tests.test_faults_summary import write_cell, write_finished, write_metrics, write_references
 
 from fmscale.cli import main
 from fmscale.config import ConfigError, DataConfig, merge_configs, read_yaml
@@ -15,7 +16,6 @@ from fmscale.datafile import DataError, peek_shape
 from fmscale.migrate import migrate_results
 from fmscale.study import CELL_PATTERN, REFERENCE_PATTERN, check_layout, load_study
 from fmscale.summarize import summarize
-from tests.test_faults_summary import write_cell, write_finished, write_metrics, write_references
 
 ROWS, DIM = 60, 12
 RNG = np.random.default_rng(0)
