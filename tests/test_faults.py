@@ -217,7 +217,7 @@ def test_edit_rerun_space_in_path_and_grid_growth(tmp_path):
     workdir = tmp_path / "wd"  # Snakemake's metadata (.snakemake/) lives here
     workdir.mkdir()
     _ok(_snakemake(config, cwd=workdir))
-    cell = tmp_path / "my results/runs/mlp/tiny/n100/seed0"
+    cell = tmp_path / "my results/runs/synthetic/mlp/tiny/n100/seed0"
     assert json.loads((cell / "cell.json").read_text())["steps"] == 20
 
     base["train"]["steps"] = 30  # edit a setting and rerun: the cell retrains from scratch
@@ -230,4 +230,4 @@ def test_edit_rerun_space_in_path_and_grid_growth(tmp_path):
     base["grid"] = {**GRID, "seeds": [0, 1]}  # grow the grid with Snakemake's metadata gone
     shutil.rmtree(workdir / ".snakemake" / "metadata")
     _ok(_snakemake(_yaml(config, base), cwd=workdir))
-    assert (tmp_path / "my results/runs/mlp/tiny/n100/seed1/metrics.json").exists()
+    assert (tmp_path / "my results/runs/synthetic/mlp/tiny/n100/seed1/metrics.json").exists()

@@ -91,7 +91,7 @@ def test_tiny_grid_runs_every_cell_inside_a_slurm_job(tmp_path):
     models = summary[summary.kind == "model"]
     assert len(models) == 8 and (models.status == "ok").all()
     job_ids = set()
-    for cell in (results / "runs").glob("*/*/n*/seed*/cell.json"):
+    for cell in (results / "runs").glob("*/*/*/n*/seed*/cell.json"):
         job_id = json.loads(cell.read_text())["slurm_job_id"]
         assert job_id and job_id.isdigit(), cell
         job_ids.add(job_id)
@@ -117,7 +117,7 @@ def test_sigterm_through_slurm_resumes_from_checkpoint(tmp_path):
 
     thread = threading.Thread(target=run)
     thread.start()
-    ckpt = tmp_path / "results/runs/mlp/small/n400/seed0/ckpt"
+    ckpt = tmp_path / "results/runs/synthetic/mlp/small/n400/seed0/ckpt"
     deadline = time.time() + 600
     while not list(ckpt.glob("*.sha256")):
         assert time.time() < deadline and thread.is_alive(), "no checkpoint appeared"
@@ -131,5 +131,5 @@ def test_sigterm_through_slurm_resumes_from_checkpoint(tmp_path):
     thread.join(timeout=900)
     out = cmd_result["out"]
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-    cell = json.loads((tmp_path / "results/runs/mlp/small/n400/seed0/cell.json").read_text())
+    cell = json.loads((tmp_path / "results/runs/synthetic/mlp/small/n400/seed0/cell.json").read_text())
     assert cell["steps"] == 1500 and 0 < cell["resumed_from_step"] < 1500

@@ -113,7 +113,7 @@ def test_end_to_end_then_regenerate_without_training(tmp_path):
     cfg = config_file(tmp_path, results)
     progress = snakemake("--cores", "2", "--configfile", str(cfg)).stderr
     # The console a person follows: one line per job naming its cell, and the count done.
-    assert re.search(r"^Job \d+: train mlp/tiny n_train=\d+ seed=0$", progress, re.M), progress
+    assert re.search(r"^Job \d+: train synthetic: mlp/tiny n_train=\d+ seed=0$", progress, re.M)
     assert re.search(r"^\d+ of \d+ steps \(100%\) done$", progress, re.M)
     assert "Shell command:" not in progress and "Reason:" not in progress
     summary = pd.read_csv(results / "summary.csv")
@@ -124,7 +124,8 @@ def test_end_to_end_then_regenerate_without_training(tmp_path):
     assert (models.epochs > 0).all() and (models.train_flops > 0).all()
     trajectories = pd.read_csv(results / "trajectories.csv")
     assert len(trajectories.groupby(["arch", "scale", "n_train", "seed"])) == 8
-    assert "## mmd2_pca" in (results / "summary.md").read_text()
+    assert "### mmd2_pca" in (results / "summary.md").read_text()
+    assert (results / "params/synthetic/table.yaml").exists()
     assert len(list((results / "plots").glob("*.png"))) == 6
     analysis = json.loads((results / "analysis.json").read_text())
     assert analysis["fits"]["mlp"]["val_loss"]["verdict"] == "under-identified"  # 2 scales
@@ -196,7 +197,7 @@ def test_killed_run_resumes_with_rerun_incomplete(tmp_path):
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    ckpt = results / "runs/mlp/small/n400/seed0/ckpt"
+    ckpt = results / "runs/synthetic/mlp/small/n400/seed0/ckpt"
     deadline = time.time() + 240
     while not list(ckpt.glob("*.sha256")):
         assert time.time() < deadline and proc.poll() is None, "no checkpoint appeared"
@@ -207,7 +208,7 @@ def test_killed_run_resumes_with_rerun_incomplete(tmp_path):
     assert done < 1000
     snakemake("--unlock", "--configfile", str(cfg))
     rerun = snakemake("--cores", "1", "--rerun-incomplete", "--configfile", str(cfg))
-    cell_file = results / "runs/mlp/small/n400/seed0/cell.json"
+    cell_file = results / "runs/synthetic/mlp/small/n400/seed0/cell.json"
     assert cell_file.exists(), rerun.stdout[-3000:] + rerun.stderr[-3000:]
     cell = json.loads(cell_file.read_text())
     assert cell["resumed_from_step"] >= done > 0 and cell["steps"] == 1000

@@ -18,7 +18,7 @@ from .study import (
     CELL_LOG_NAME,
     CELL_PATTERN,
     LEGACY_CELL_PATTERN,
-    PARAMS_PATTERN,
+    PARAMS_DIR,
     REFERENCE_PATTERN,
     legacy_cells,
     parse_cell_dir,
@@ -102,7 +102,7 @@ def migrate_results(results: str | Path, dataset: str | None = None) -> list[tup
         for suffix in (".csv", ".md"):
             _move(
                 results / f"params{suffix}",
-                results / f"{PARAMS_PATTERN.format(dataset=name)}{suffix}",
+                results / PARAMS_DIR.format(dataset=name) / f"params{suffix}",
                 moved,
             )
     _remove_empty(results / "runs")

@@ -41,9 +41,9 @@ CELL_LOG_NAME = "{dataset}/{arch}_{scale}_n{n_train}_seed{seed}"
 """A cell's name in per-job logs and benchmarks (``logs/<rule>/<name>.log``)."""
 REFERENCE_PATTERN = "references/{dataset}/n{n_train}.json"
 """The reference rows of one dataset and n_train, under the results folder."""
-PARAMS_PATTERN = "params/{dataset}"
-"""The gate's outputs for one dataset: ``.csv``, ``.md`` and ``.table.yaml`` (the table the
-cells train: the scaling table, fitted at the data's D when it is a packaged one)."""
+PARAMS_DIR = "params/{dataset}"
+"""The gate's outputs for one dataset: ``params.csv``, ``params.md`` and ``table.yaml`` (the
+table the cells train: the scaling table, fitted at the data's D when it is a packaged one)."""
 SYNTHETIC_ONLY = ("mode_kl", "modes_covered", "modes_total", "on_mode_fraction", "logpdf_per_dim")
 """Metrics that need the generating distribution: scored, tabled and plotted on synthetic data
 only (with the ``exact_field`` reference row)."""

@@ -7,7 +7,7 @@ from fmscale.study import (
     ANALYSIS_FIGURES,
     CELL_LOG_NAME,
     CELL_PATTERN,
-    PARAMS_PATTERN,
+    PARAMS_DIR,
     REFERENCE_PATTERN,
     cells,
     check_layout,
@@ -39,7 +39,7 @@ TABLE_FLAG = (
 )
 POOL = f"{RESULTS}/data/{{dataset}}/pool.safetensors"
 CELL = f"{RESULTS}/{CELL_PATTERN}"
-PARAMS = f"{RESULTS}/{PARAMS_PATTERN}"
+PARAMS = f"{RESULTS}/{PARAMS_DIR}"
 RES = STUDY.resources
 # Every job runs the workflow's own fmscale source (`python -m fmscale`), whatever environment
 # runs it: a conda env of --software-deployment-method conda holds the dependencies, not fmscale.

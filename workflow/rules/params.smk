@@ -6,13 +6,13 @@ rule verify_params:
     input:
         dataset=POOL,
     output:
-        csv=f"{PARAMS}.csv",
+        csv=f"{PARAMS}/params.csv",
         md=report(
-            f"{PARAMS}.md",
+            f"{PARAMS}/params.md",
             caption="../report/params.rst",
             category="Parameters",
         ),
-        table=f"{PARAMS}.table.yaml",
+        table=f"{PARAMS}/table.yaml",
     log:
         f"{RESULTS}/logs/verify_params/{{dataset}}.log",
     conda:

@@ -8,7 +8,7 @@ rule summarize:
         references=expand(
             f"{RESULTS}/{REFERENCE_PATTERN}", dataset=DATA, n_train=GRID["n_train"]
         ),
-        params=expand(f"{PARAMS}.csv", dataset=DATA),
+        params=expand(f"{PARAMS}/params.csv", dataset=DATA),
     output:
         csv=report(
             f"{RESULTS}/summary.csv",

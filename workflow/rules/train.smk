@@ -5,8 +5,8 @@
 rule train:
     input:
         # ancient: a gate rerun (same verdicts) retrains nothing; a changed row does (params.row)
-        gate=ancient(f"{PARAMS}.csv"),
-        table=ancient(f"{PARAMS}.table.yaml"),
+        gate=ancient(f"{PARAMS}/params.csv"),
+        table=ancient(f"{PARAMS}/table.yaml"),
         dataset=POOL,
     output:
         model=f"{CELL}/model.safetensors",
