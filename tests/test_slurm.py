@@ -131,5 +131,6 @@ def test_sigterm_through_slurm_resumes_from_checkpoint(tmp_path):
     thread.join(timeout=900)
     out = cmd_result["out"]
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-    cell = json.loads((tmp_path / "results/runs/synthetic/mlp/small/n400/seed0/cell.json").read_text())
+    cell_file = tmp_path / "results/runs/synthetic/mlp/small/n400/seed0/cell.json"
+    cell = json.loads(cell_file.read_text())
     assert cell["steps"] == 1500 and 0 < cell["resumed_from_step"] < 1500
