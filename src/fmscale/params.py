@@ -15,7 +15,7 @@ from torch import nn
 from .config import TrainConfig
 from .files import atomic_path, atomic_write
 from .flow import build_field
-from .models.scaling import ScalingTable, load_table
+from .models.scaling import ScalingTable, load_table, table_label
 
 
 class ParamGateError(RuntimeError):
@@ -122,7 +122,7 @@ def render_markdown(
     if table.capacity_targets is not None:
         rule += f"; params within ±{table.capacity_tolerance:.0%} of the scale's target"
     lines = [
-        f"Scaling table `{table.path}` at data dimension D = {data_dim}, parameterisation "
+        f"Scaling table `{table_label(table)}` at data dimension D = {data_dim}, parameterisation "
         f"`{parameterisation}`: {rule}.",
         "",
         "| arch | scale | row | params | vs target | ratio | verdict |",
@@ -251,7 +251,7 @@ def check_gate(
             )
         error = f"{markdown}\nParameter gate failed for {', '.join(bad)}. {fix}"
     header = (
-        f"The table the cells train: {scaling.path} at D = {data_dim}, parameterisation "
+        f"The table the cells train: {table_label(scaling)} at D = {data_dim}, parameterisation "
         f"{parameterisation}"
         + (
             f", fitted (rows moved: {', '.join(f'{a}/{s}' for a, s in fitted.changed) or 'none'})"

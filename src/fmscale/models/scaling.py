@@ -259,6 +259,13 @@ def is_packaged(table: str | Path | None) -> bool:
     )
 
 
+def table_label(table: ScalingTable) -> str:
+    """How outputs name a table: a packaged one by its name, any other by its path."""
+    names = {path.resolve(): name for name, path in PACKAGED_TABLES.items()}
+    name = names.get(Path(table.path).resolve())
+    return f"{name} (packaged)" if name else str(table.path)
+
+
 def get_scaled_config(arch: str, scale: str | None = None, table: str | Path | None = None) -> dict:
     """A copy of the table row for ``arch`` at ``scale`` (the table's default scale if None)."""
     return load_table(table).row(arch, scale)
