@@ -1,7 +1,9 @@
 """Matched capacity at any D: packaged tables fitted to their targets, the gate's advice."""
 
+import json
 import re
 import textwrap
+from pathlib import Path
 
 import pytest
 import yaml
@@ -13,6 +15,7 @@ from fmscale.params import ParamGateError, check_gate, count_table, gate_table, 
 from fmscale.tablefit import fit_table
 
 P = TrainConfig.parameterisation
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _assert_passes(table, dim):
@@ -133,3 +136,29 @@ def test_other_knob_moves_depth(tmp_path):
     assert result.changed
     for old, new in result.changed.values():
         assert new["hidden_dim"] == old["hidden_dim"] and new["num_layers"] != old["num_layers"]
+
+
+def test_a_passed_gate_is_cached_and_read_back_without_torch(tmp_path):
+    """The DAG build reads a passed gate's table from its cache: same rows, no torch import."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, json\n"
+        "from fmscale.config import read_yaml\n"
+        "from fmscale.study import load_study, study_table\n"
+        f"study = load_study(read_yaml({str(ROOT / 'config.yaml')!r}))\n"
+        f"table = study_table(study, 384, cache={str(tmp_path)!r})\n"
+        "rows = {a: {s: table.row(a, s) for s in table.scales} for a in table.archs}\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'rows': rows}))\n"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+        )
+        for _ in range(2)
+    ]
+    first, second = (json.loads(r.stdout) for r in runs)
+    assert first["torch"] and not second["torch"]
+    assert first["rows"] == second["rows"]
+    assert len(list(tmp_path.glob("gate-*.yaml"))) == 1

@@ -293,8 +293,8 @@ def gate_table(
     return gate.table, gate.rows
 
 
-def write_table(table: ScalingTable, path: str | Path, header: str) -> None:
-    """``table`` as a complete YAML file that ``load_table`` reads back."""
+def table_yaml(table: ScalingTable, header: str) -> str:
+    """``table`` as the text of a complete table file (``header`` as its comment lines)."""
     import yaml
 
     raw: dict = {
@@ -314,7 +314,12 @@ def write_table(table: ScalingTable, path: str | Path, header: str) -> None:
     }
     raw["archs"] = {a: {s: table.row(a, s) for s in table.scales} for a in table.archs}
     body = yaml.safe_dump(raw, sort_keys=False, default_flow_style=None)
-    atomic_write(path, "".join(f"# {line}\n" for line in header.splitlines()) + body)
+    return "".join(f"# {line}\n" for line in header.splitlines()) + body
+
+
+def write_table(table: ScalingTable, path: str | Path, header: str) -> None:
+    """``table`` as a complete YAML file that ``load_table`` reads back."""
+    atomic_write(path, table_yaml(table, header))
 
 
 def verify_params(

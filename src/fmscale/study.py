@@ -13,9 +13,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .config import ConfigError, DataConfig, StudyConfig, from_section
 from .datafile import DataError, peek_shape
-from .models.scaling import ScalingTable, load_table
+from .files import atomic_write
+from .models.scaling import ScalingTable, load_table, parse_table
 
 CELL_KEYS = ("dataset", "arch", "scale", "n_train", "seed")
 """What names a cell; ``GRID_AXES`` are the grid's lists of each, in the same order."""
@@ -211,13 +214,22 @@ def data_shape(data: DataConfig) -> tuple[int, int]:
         raise ConfigError(f"data.path: {exc}") from None
 
 
-def study_table(study: StudyConfig, data_dim: int) -> ScalingTable:
+def study_table(study: StudyConfig, data_dim: int, cache: str | Path | None = None) -> ScalingTable:
     """The scaling table the study's cells train at the data's D, gated now (ParamGateError,
     naming every off row and the fix): a packaged table fitted to its capacity targets at D,
-    a user's table as written. Counting imports torch (meta device: no memory, ~1 s)."""
-    from .params import gate_table
+    a user's table as written.
 
-    table, _ = gate_table(
+    Counting imports torch and builds every row on the meta device (~3 s on 2 CPU cores);
+    ``cache``: a folder keeping each passed gate's table, keyed by the table file, D, the
+    settings and fmscale's own source, so the next DAG build reads it without torch.
+    """
+    table = load_table(study.scaling_table)
+    hit = None if cache is None else Path(cache) / f"gate-{_gate_key(study, table, data_dim)}.yaml"
+    if hit is not None and hit.exists():
+        return parse_table(yaml.safe_load(hit.read_text()), table.path)
+    from .params import gate_table, table_yaml
+
+    fitted, _ = gate_table(
         study.scaling_table,
         data_dim,
         study.train.parameterisation,
@@ -225,7 +237,21 @@ def study_table(study: StudyConfig, data_dim: int) -> ScalingTable:
         study.params.allow_off_ratio,
         fit=fits_table(study),
     )
-    return table
+    if hit is not None:
+        hit.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(hit, table_yaml(fitted, f"gate passed: {table.path} at D = {data_dim}"))
+    return fitted
+
+
+def _gate_key(study: StudyConfig, table: ScalingTable, data_dim: int) -> str:
+    """What a gate's verdict depends on: the table file, D, the gate's settings and the code."""
+    h = hashlib.sha256(Path(table.path).read_bytes())
+    settings = [data_dim, study.train.parameterisation, sorted(study.grid.archs)]
+    settings += [study.params.allow_off_ratio, fits_table(study)]
+    h.update(json.dumps(settings).encode())
+    for source in sorted(Path(__file__).parent.rglob("*.py")):
+        h.update(source.read_bytes())
+    return h.hexdigest()[:24]
 
 
 def fits_table(study: StudyConfig) -> bool:

@@ -31,8 +31,9 @@ DATA = STUDY.data.name
 SYNTHETIC = STUDY.data.source == "synthetic"
 GRID = study_grid(STUDY)
 DATA_DIM = data_shape(STUDY.data)[1]
-# The table the cells train at D: a packaged table fitted to its capacity targets there.
-TABLE = study_table(STUDY, DATA_DIM)
+# The table the cells train at D: a packaged table fitted to its capacity targets there
+# (a passed gate is kept in .snakemake/fmscale/, so the next DAG build needs no torch).
+TABLE = study_table(STUDY, DATA_DIM, cache=os.path.join(".snakemake", "fmscale"))
 FIT_TABLE = fits_table(STUDY)
 TABLE_FLAG = (
     f"--table {shlex.quote(STUDY.scaling_table)}" if STUDY.scaling_table else ""
