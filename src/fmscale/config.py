@@ -287,6 +287,32 @@ class ParamsConfig:
 
 
 @dataclass(frozen=True)
+class AnalysisConfig:
+    """How ``fmscale analyze`` reads the study (the workflow and the command share these).
+
+    ``levels``: the memorised_fraction levels whose crossings (n*, tau_mem) are reported; the
+    low one is where most studies' data crosses, the high one the classical 0.5.
+    """
+
+    levels: tuple[float, ...] = (0.1, 0.5)
+    resamples: int = 1000
+    seed: int = 0
+
+    def check(self) -> None:
+        if not self.levels or any(not 0 < level < 1 for level in self.levels):
+            raise ConfigError(
+                f"analysis.levels={list(self.levels)} must be a non-empty list of fractions "
+                "strictly between 0 and 1"
+            )
+        if list(self.levels) != sorted(set(self.levels)):
+            raise ConfigError(
+                f"analysis.levels={list(self.levels)} must be distinct and increasing"
+            )
+        _at_least(self, "analysis", 10, "resamples")
+        _at_least(self, "analysis", 0, "seed")
+
+
+@dataclass(frozen=True)
 class ResourcesConfig:
     """What each job asks of the machine or the cluster."""
 
@@ -319,6 +345,7 @@ class StudyConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
     def check(self) -> None:
         if not self.results.strip() or Path(self.results).resolve() == Path("/").resolve():
