@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import zlib
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -19,7 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import lawfit
+from . import bootstrap, crossover, lawfit
+from .bootstrap import percentile_ci
+from .config import AnalysisConfig
+from .crossover import n_samples_of
 from .files import atomic_write
 from .interaction import interaction
 from .intervals import Z95, t_interval
@@ -55,14 +57,10 @@ COMPARED_METRICS = (
     "precision_pca",
     "mmd2_pca",
 )
-MEMORISED = 0.5
-"""memorised_fraction at which a cell counts as memorising (n* and tau_mem cross it)."""
 N_LAW_PARAMETERS = ("E", "B", "beta")
 """The law in n alone; it needs more n_train values than these to be tested, not just met."""
 MIN_LEVELS = 3
 """Distinct scales (and n_train values) an exponent needs."""
-EXPONENT_SPAN = 3.0
-"""An exponent whose 95% CI spans more than this factor (hi / lo) is under-identified."""
 MEMORISER_FLOOR = 0.9
 HOLDOUT_CEILING = 0.1
 CHECKS = (
@@ -81,10 +79,13 @@ class AnalysisError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """How the analysis resamples: count, seed, samples per memorised_fraction, refit starts."""
+    """How the analysis reads the study: the crossing levels, bootstrap resamples and seed
+    (``analysis`` config section), samples behind a memorised_fraction when summary.csv has
+    no n_samples column, and the refits' grid starts."""
 
-    resamples: int = 1000
-    seed: int = 0
+    levels: tuple[float, ...] = AnalysisConfig.levels
+    resamples: int = AnalysisConfig.resamples
+    seed: int = AnalysisConfig.seed
     n_samples: int = ANALYSIS_N_SAMPLES
     refit_grid_starts: int = 1
 
@@ -145,16 +146,6 @@ def cell_name(row: Any) -> str:
     return f"{row.arch}/{row.scale}/n{int(row.n_train)}/seed{int(row.seed)}"
 
 
-def _rng(seed: int, *keys: Any) -> np.random.Generator:
-    """A generator for one resampled quantity: its own stream, whatever else is analysed."""
-    return np.random.default_rng([seed, zlib.crc32("/".join(map(str, keys)).encode())])
-
-
-def _ci(values: np.ndarray) -> list[float]:
-    """The percentile 95% interval of bootstrap values (order statistics: infinities allowed)."""
-    return np.quantile(values, [0.025, 0.975], method="inverted_cdf").tolist()
-
-
 # --- scaling-law fits ----------------------------------------------------------------------
 
 
@@ -166,42 +157,33 @@ def _points(rows: pd.DataFrame, target: str) -> lawfit.Points:
     )
 
 
-def resample_cells(rows: pd.DataFrame, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Row indices of bootstrap resamples [resamples, len(rows)].
-
-    With at least two seeds in every (scale, n_train) cell the seeds are resampled within each
-    cell (the design stays fixed); otherwise the rows themselves are resampled.
-    """
-    groups = list(rows.groupby(["scale", "n_train"]).indices.values())
-    if all(len(group) >= 2 for group in groups):
-        return np.hstack(
-            [group[rng.integers(0, len(group), (resamples, len(group)))] for group in groups]
-        )
-    return rng.integers(0, len(rows), (resamples, len(rows)))
-
-
 def _law_entry(
     estimates: dict[str, float] | None,
     cis: dict[str, list[float]] | None,
     loso_error: float | None,
     verdict: str,
     n_cells: int,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """A fit's analysis.json entry; parameters null when the law was not fitted."""
+    """A fit's analysis.json entry; parameters null unless the fit is ``ok``."""
+    shown = verdict == "ok"
     entry: dict[str, Any] = {
         name: {
-            "estimate": None if estimates is None else estimates[name],
-            "ci": None if cis is None else cis[name],
+            "estimate": estimates[name] if shown and estimates else None,
+            "ci": cis[name] if shown and cis else None,
         }
         for name in ("E", "A", "alpha", "B", "beta")
     }
-    return entry | {"loso_error": loso_error, "verdict": verdict, "n_cells": n_cells}
+    return entry | {"loso_error": loso_error, "verdict": verdict, "n_cells": n_cells} | extra
 
 
-def exponent_identified(ci: list[float]) -> bool:
-    """An exponent's CI is positive and spans at most EXPONENT_SPAN."""
-    low, high = ci
-    return low > 0 and high / low <= EXPONENT_SPAN
+def verdict_of(reasons: list[str]) -> str:
+    """``ok``, or the first reason (the gravest: bounds, then CIs, then loso) and a count of
+    the others (all of them are in the entry's ``reasons``)."""
+    if not reasons:
+        return "ok"
+    more = f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
+    return reasons[0] + more
 
 
 def loso_error(rows: pd.DataFrame, target: str) -> float | None:
@@ -218,52 +200,79 @@ def loso_error(rows: pd.DataFrame, target: str) -> float | None:
     return float(np.mean(np.abs(predicted - actual) / actual))
 
 
+def _bootstrap_law(
+    rows: pd.DataFrame, points: lawfit.Points, best: lawfit.Fit, settings: Settings, *key: Any
+) -> tuple[np.ndarray, str]:
+    """Refits of the law to bootstrap resamples of ``rows`` (stratified by cell): [R, 5]."""
+    n_only = key[0] == "n_law"
+    free = len(lawfit.N_ONLY_FREE if n_only else lawfit.PARAMETERS)
+    rng = bootstrap.stream(settings.seed, *key)
+    targets, scheme = bootstrap.law_targets(rows, points, best.theta, free, settings.resamples, rng)
+    draws = lawfit.refit(points, targets, best.theta, settings.refit_grid_starts, n_only)
+    return draws, scheme
+
+
 def fit_law(rows: pd.DataFrame, target: str, settings: Settings, arch: str) -> LawResult:
-    """The law fitted to one arch's cells with a positive ``target``, with bootstrap CIs."""
+    """The law fitted to one arch's cells with a positive ``target``, with bootstrap CIs and a
+    verdict (``lawfit.judge``): numbers are reported only for an ``ok`` fit."""
     rows = rows[np.isfinite(rows[target]) & (rows[target] > 0)].reset_index(drop=True)
     n_cells = len(rows)
-    if rows.scale.nunique() < MIN_LEVELS or rows.n_train.nunique() < MIN_LEVELS:
-        return LawResult(_law_entry(None, None, None, "under-identified", n_cells))
+    scales, sizes = rows.scale.nunique(), rows.n_train.nunique()
+    if scales < MIN_LEVELS or sizes < MIN_LEVELS:
+        verdict = f"under-identified: {scales} scales, {sizes} n_train (needs {MIN_LEVELS} each)"
+        return LawResult(_law_entry(None, None, None, verdict, n_cells))
     points = _points(rows, target)
     best = lawfit.fit_from_grid(points)
     if not best.converged:
         return LawResult(_law_entry(None, None, None, "not converged", n_cells))
-    samples = resample_cells(rows, settings.resamples, _rng(settings.seed, "fit", arch, target))
-    draws = np.array(
-        [lawfit.refit(points.take(s), best.theta, settings.refit_grid_starts) for s in samples]
-    )
+    draws, scheme = _bootstrap_law(rows, points, best, settings, "fit", arch, target)
+    loso = loso_error(rows, target)
+    reasons, share = lawfit.judge(best.theta, draws, loso)
     estimates = {name: float(v) for name, v in lawfit.natural(best.theta).items()}
-    cis = {name: _ci(values) for name, values in lawfit.natural(draws).items()}
-    identified = all(exponent_identified(cis[name]) for name in ("alpha", "beta"))
-    verdict = "ok" if identified else "under-identified"
-    entry = _law_entry(estimates, cis, loso_error(rows, target), verdict, n_cells)
+    cis = {name: percentile_ci(values) for name, values in lawfit.natural(draws).items()}
+    entry = _law_entry(
+        estimates,
+        cis,
+        loso,
+        verdict_of(reasons),
+        n_cells,
+        reasons=reasons,
+        bound_share=share,
+        bootstrap=scheme,
+    )
     return LawResult(entry, best.theta, draws)
 
 
 def fit_n_law(part: pd.DataFrame, settings: Settings, arch: str, scale: str) -> dict[str, Any]:
-    """val_loss = E + B / n^beta at one arch x scale, with bootstrap CIs (seeds resampled
-    within each n_train when every n_train has two or more)."""
+    """val_loss = E + B / n^beta at one arch x scale, with bootstrap CIs (stratified by cell)
+    and a verdict (``lawfit.judge``)."""
     part = part[np.isfinite(part.val_loss) & (part.val_loss > 0)].reset_index(drop=True)
     entry: dict[str, Any] = {"n_cells": len(part)}
-    if part.n_train.nunique() <= len(N_LAW_PARAMETERS):
-        return entry | {"verdict": "under-identified"}
+    sizes = part.n_train.nunique()
+    if sizes <= len(N_LAW_PARAMETERS):
+        return entry | {
+            "verdict": f"under-identified: {sizes} n_train (needs {len(N_LAW_PARAMETERS) + 1})"
+        }
     points = _points(part, "val_loss")
     best = lawfit.fit_from_grid(points, n_only=True)
     if not best.converged:
         return entry | {"verdict": "not converged"}
-    rng = _rng(settings.seed, "n_law", arch, scale)
-    samples = resample_cells(part, settings.resamples, rng)
-    draws = np.array(
-        [
-            lawfit.refit(points.take(s), best.theta, settings.refit_grid_starts, n_only=True)
-            for s in samples
-        ]
-    )
+    draws, scheme = _bootstrap_law(part, points, best, settings, "n_law", arch, scale)
+    reasons, share = lawfit.judge(best.theta, draws, None, n_only=True)
+    verdict = verdict_of(reasons)
     estimates, cis = lawfit.natural(best.theta), lawfit.natural(draws)
     for name in N_LAW_PARAMETERS:
-        entry[name] = {"estimate": float(estimates[name]), "ci": _ci(cis[name])}
-    verdict = "ok" if exponent_identified(entry["beta"]["ci"]) else "under-identified"
-    return entry | {"verdict": verdict}
+        shown = verdict == "ok"
+        entry[name] = {
+            "estimate": float(estimates[name]) if shown else None,
+            "ci": percentile_ci(cis[name]) if shown else None,
+        }
+    return entry | {
+        "verdict": verdict,
+        "reasons": reasons,
+        "bound_share": share,
+        "bootstrap": scheme,
+    }
 
 
 def fit_n_laws(rows: pd.DataFrame, settings: Settings) -> dict[str, dict[str, Any]]:
@@ -285,151 +294,6 @@ def fit_laws(rows: pd.DataFrame, settings: Settings) -> dict[str, dict[str, LawR
         arch: {target: fit_law(part, target, settings, arch) for target in targets}
         for arch, part in rows.groupby("arch")
     }
-
-
-# --- memorisation onset --------------------------------------------------------------------
-
-
-def log_crossing(log_n: np.ndarray, fractions: np.ndarray) -> np.ndarray:
-    """log n* per row of ``fractions`` [..., J] (over increasing n): where the fraction falls
-    through MEMORISED for the last time, linear in log n; +inf if it is still >= MEMORISED at
-    the largest n (above the grid), -inf if it is below everywhere (below the grid).
-    """
-    above = fractions >= MEMORISED
-    last = above.shape[-1] - 1 - np.argmax(above[..., ::-1], axis=-1)
-    inside = above.any(axis=-1) & ~above[..., -1]
-    j = np.where(inside, last, 0)
-    nxt = np.minimum(j + 1, above.shape[-1] - 1)
-    f0 = np.take_along_axis(fractions, j[..., None], -1)[..., 0]
-    f1 = np.take_along_axis(fractions, nxt[..., None], -1)[..., 0]
-    step = np.where(inside, (f0 - MEMORISED) / np.where(inside, f0 - f1, 1.0), 0.0)
-    value = log_n[j] + step * (log_n[nxt] - log_n[j])
-    return np.where(inside, value, np.where(above[..., -1], np.inf, -np.inf))
-
-
-def n_samples_of(rows: pd.DataFrame, settings: Settings) -> np.ndarray:
-    """Samples behind each row's memorised_fraction: its n_samples column, else the setting."""
-    if "n_samples" in rows.columns:
-        return rows.n_samples.fillna(settings.n_samples).to_numpy(int)
-    return np.full(len(rows), settings.n_samples)
-
-
-def bootstrap_fractions(
-    rows: pd.DataFrame, sizes: list[int], settings: Settings, rng: np.random.Generator
-) -> np.ndarray:
-    """Bootstrap means of memorised_fraction per n_train [resamples, len(sizes)]: seeds
-    resampled within each n_train, each fraction redrawn as a binomial proportion."""
-    columns = []
-    for n in sizes:
-        part = rows[rows.n_train == n]
-        p = part.memorised_fraction.clip(0, 1).to_numpy(float)
-        trials = n_samples_of(part, settings)
-        pick = rng.integers(0, len(p), (settings.resamples, len(p)))
-        columns.append((rng.binomial(trials[pick], p[pick]) / trials[pick]).mean(axis=1))
-    return np.stack(columns, axis=1)
-
-
-def _bound(log_value: float) -> float | None:
-    """n from log n; None for a bound beyond the grid."""
-    return float(math.exp(log_value)) if math.isfinite(log_value) else None
-
-
-def n_star_cell(
-    rows: pd.DataFrame, settings: Settings, key: tuple[str, str]
-) -> tuple[dict[str, Any], np.ndarray]:
-    """n* of one arch x scale: its entry and its bootstrap log n* draws."""
-    rows = rows.dropna(subset=["memorised_fraction"])
-    sizes = sorted(rows.n_train.unique())
-    log_n = np.log(np.array(sizes, float))
-    means = rows.groupby("n_train").memorised_fraction.mean().loc[sizes].to_numpy()
-    estimate = float(log_crossing(log_n, means))
-    draws = log_crossing(
-        log_n, bootstrap_fractions(rows, sizes, settings, _rng(settings.seed, *key))
-    )
-    entry: dict[str, Any] = {"n_params": float(rows.n_params.median())}
-    if math.isfinite(estimate):
-        entry |= {"estimate": math.exp(estimate), "ci": [_bound(v) for v in _ci(draws)]}
-    else:
-        entry["verdict"] = "above the grid" if estimate > 0 else "below the grid"
-    return entry, draws
-
-
-def slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Least-squares slopes of ``y`` against ``x`` along the last axis; ``x`` is [k] (shared by
-    every row of ``y``) or shaped like ``y`` (a row of x per row of y)."""
-    xc = x - x.mean(axis=-1, keepdims=True)
-    yc = y - y.mean(axis=-1, keepdims=True)
-    return (xc * yc).sum(axis=-1) / (xc * xc).sum(axis=-1)
-
-
-def n_star_exponent(entries: dict[str, dict], draws: dict[str, np.ndarray]) -> dict[str, Any]:
-    """The slope of log n* on log n_params over one arch's scales with an estimate."""
-    estimated = [scale for scale, entry in entries.items() if "estimate" in entry]
-    if len(estimated) < MIN_LEVELS:
-        return {"verdict": f"fewer than {MIN_LEVELS} scales with an estimate of n*"}
-    x = np.log([entries[scale]["n_params"] for scale in estimated])
-    y = np.log([entries[scale]["estimate"] for scale in estimated])
-    boot = np.stack([draws[scale] for scale in estimated], axis=1)
-    finite = np.isfinite(boot).all(axis=1)
-    return {
-        "estimate": float(slopes(x, y)),
-        "ci": _ci(slopes(x, boot[finite])) if finite.any() else None,
-        "scales": len(estimated),
-        "resamples_inside_grid": int(finite.sum()),
-    }
-
-
-def memorisation_onset(rows: pd.DataFrame, settings: Settings) -> tuple[dict, dict]:
-    """n* per arch x scale and its exponent against n_params per arch."""
-    n_star: dict[str, dict] = {}
-    exponents: dict[str, dict] = {}
-    for arch, part in rows.groupby("arch"):
-        draws = {}
-        n_star[arch] = {}
-        for scale in scale_order(part):
-            cell_rows = part[part.scale == scale]
-            if cell_rows.memorised_fraction.notna().any():
-                n_star[arch][scale], draws[scale] = n_star_cell(cell_rows, settings, (arch, scale))
-        exponents[arch] = n_star_exponent(n_star[arch], draws)
-    return n_star, exponents
-
-
-def first_memorising_steps(part: pd.DataFrame) -> dict[tuple[int, int], float | None]:
-    """Per (n_train, seed) of one arch x scale's trajectories: the first snapshot step with
-    memorised_fraction > MEMORISED, None if it never gets there."""
-    steps = {}
-    for (n, seed), cell in part.groupby(["n_train", "seed"]):
-        crossed = cell[cell.memorised_fraction > MEMORISED].step
-        steps[(int(n), int(seed))] = None if crossed.empty else float(crossed.min())
-    return steps
-
-
-def tau_exponent(
-    taus: dict[tuple[int, int], float | None], rng: np.random.Generator, resamples: int
-) -> dict[str, Any]:
-    """The slope of log tau_mem on log n_train with a bootstrap CI over the cells, or a verdict
-    when fewer than MIN_LEVELS sizes have a tau_mem."""
-    found = [(n, tau) for (n, _), tau in taus.items() if tau is not None and tau > 0]
-    if len({n for n, _ in found}) < MIN_LEVELS:
-        return {"verdict": f"fewer than {MIN_LEVELS} n_train values with a tau_mem"}
-    x, y = np.log(np.array(found, float)).T
-    picks = rng.integers(0, len(x), (resamples, len(x)))
-    spread = np.ptp(x[picks], axis=1) > 0  # a resample of a single size has no slope
-    boot = slopes(x[picks[spread]], y[picks[spread]])
-    return {"estimate": float(slopes(x, y)), "ci": _ci(boot)}
-
-
-def tau_mem(trajectories: pd.DataFrame, settings: Settings) -> dict[str, dict]:
-    """Per arch x scale: tau_mem per cell and its exponent against n_train."""
-    out: dict[str, dict] = {}
-    for (arch, scale), part in trajectories.groupby(["arch", "scale"]):
-        taus = first_memorising_steps(part)
-        rng = _rng(settings.seed, "tau", arch, scale)
-        out.setdefault(str(arch), {})[str(scale)] = {
-            "cells": {f"n{n}/seed{s}": tau for (n, s), tau in taus.items()},
-            "exponent": tau_exponent(taus, rng, settings.resamples),
-        }
-    return out
 
 
 # --- paired comparisons --------------------------------------------------------------------
@@ -456,7 +320,7 @@ def _comparison(
     count, mean = len(differences), float(differences.mean())
     if count >= MIN_BOOTSTRAP_PAIRS:
         means = differences[rng.integers(0, count, (resamples, count))]
-        ci, method = _ci(means.mean(axis=1)), "bootstrap"
+        ci, method = percentile_ci(means.mean(axis=1)), "bootstrap"
     elif count >= 2:
         ci, method = t_interval(differences), "t"
     else:
@@ -483,7 +347,7 @@ def compare(
         if pairs.empty:
             continue
         labels = {"kind": kind, "metric": metric, "a": names[0], "b": names[1]}
-        rng = _rng(settings.seed, "compare", *names, metric)
+        rng = bootstrap.stream(settings.seed, "compare", *names, metric)
         diffs = pairs.difference.to_numpy(float)
         out.append(_comparison(diffs, rng, settings.resamples, **labels, n_train=None))
         for n, part in pairs.groupby("n_train"):
@@ -600,7 +464,10 @@ def _rise_beyond_ci(low: pd.DataFrame, high: pd.DataFrame, settings: Settings) -
     """memorised_fraction is higher at ``high`` (larger n) than at ``low`` beyond the 95% CI of
     the difference: binomial (pooled proportion) or seed spread, whichever is wider."""
     p_low, p_high = low.memorised_fraction, high.memorised_fraction
-    trials_low, trials_high = n_samples_of(low, settings).sum(), n_samples_of(high, settings).sum()
+    trials_low, trials_high = (
+        n_samples_of(low, settings.n_samples).sum(),
+        n_samples_of(high, settings.n_samples).sum(),
+    )
     pooled = (p_low.mean() * trials_low + p_high.mean() * trials_high) / (trials_low + trials_high)
     binomial = pooled * (1 - pooled) * (1 / trials_low + 1 / trials_high)
     spread = p_low.var(ddof=1) / len(p_low) + p_high.var(ddof=1) / len(p_high)
@@ -687,14 +554,18 @@ def analyse(
 ) -> tuple[dict[str, Any], dict[str, dict[str, LawResult]], pd.DataFrame]:
     """analysis.json's content, the fits (with draws, for figures) and the model rows."""
     rows = model_rows(summary)
-    laws = fit_laws(rows, settings)
-    n_star, exponents = memorisation_onset(rows, settings)
+    with bootstrap.single_threaded_blas():
+        laws = fit_laws(rows, settings)
+        n_laws = fit_n_laws(rows, settings)
+    onset = crossover.onset(
+        rows, summary, settings.levels, settings.resamples, settings.seed, settings.n_samples
+    )
+    tau = {} if trajectories is None else crossover.tau_mem(trajectories, settings.levels)
     report = {
         "fits": {arch: {t: law.entry for t, law in fits.items()} for arch, fits in laws.items()},
-        "n_laws": fit_n_laws(rows, settings),
-        "n_star": n_star,
-        "n_star_exponent": exponents,
-        "tau_mem": {} if trajectories is None else tau_mem(trajectories, settings),
+        "n_laws": n_laws,
+        **onset,
+        "tau_mem": tau,
         "interaction": interaction(rows, scale_order(rows), settings.n_samples),
         "comparisons": comparisons(rows, settings),
         "checks": result_checks(summary, rows, settings),
