@@ -9,21 +9,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fmscale import analysis, bootstrap, lawfit
 from fmscale.analysis import (
     SUMMARY_COLUMNS,
     Settings,
     analyse,
     fit_law,
     fit_n_law,
-    log_crossing,
-    memorisation_onset,
     model_rows,
     result_checks,
-    tau_mem,
 )
 from fmscale.analysis_report import markdown
 from fmscale.cli import main
-from fmscale.study import ANALYSIS_FIGURES
+from fmscale.intervals import wilson
+from fmscale.study import ANALYSIS_FIGURES, ANALYSIS_TABLES
 
 LAW = {"E": 0.8, "A": 30.0, "alpha": 0.3, "B": 20.0, "beta": 0.5}
 SCALES = {"tiny": 1e5, "small": 4e5, "base": 1.6e6}
@@ -123,74 +122,12 @@ def test_law_fit_cis_cover_the_true_exponents():
 def test_two_scales_give_the_verdict_not_numbers():
     table = law_table(np.random.default_rng(0), [1e5, 4e5], [100, 400, 1600, 6400], seeds=2)
     entry = fit_law(table, "val_loss", Settings(resamples=50), "mlp").entry
-    assert entry["verdict"] == "under-identified"
+    assert entry["verdict"] == "under-identified: 2 scales, 4 n_train (needs 3 each)"
     assert entry["alpha"] == {"estimate": None, "ci": None} and entry["loso_error"] is None
     summary = table.assign(kind="model", status="ok", val_loss_ratio=0.5, memorised_fraction=0.0)
     report, _, _ = analyse(summary, None, Settings(resamples=20))
     line = next(row for row in markdown(report).splitlines() if row.startswith("| mlp | val_loss"))
     assert "under-identified" in line and not any(ch.isdigit() for ch in line.split("|")[5:])
-
-
-def test_crossing_interpolates_in_log_n_and_names_the_grid_edges():
-    log_n = np.log([100.0, 200.0, 400.0, 800.0])
-    crossing = log_crossing(log_n, np.array([0.9, 0.7, 0.3, 0.1]))
-    assert math.exp(crossing) == pytest.approx(200 * math.sqrt(2))
-    assert log_crossing(log_n, np.array([0.9, 0.8, 0.7, 0.6])) == np.inf
-    assert log_crossing(log_n, np.array([0.4, 0.3, 0.2, 0.1])) == -np.inf
-    # The last fall through 0.5 counts: a dip and recovery before it does not.
-    assert math.exp(log_crossing(log_n, np.array([0.9, 0.4, 0.9, 0.1]))) == pytest.approx(
-        400 * 2 ** (0.4 / 0.8)
-    )
-
-
-def test_n_star_per_scale_and_its_exponent_against_params():
-    rows = model_rows(clean_summary(seeds=3))
-    n_star, exponents = memorisation_onset(rows, Settings(resamples=200, n_samples=2000))
-    for scale, n_params in SCALES.items():
-        entry = n_star["mlp"][scale]
-        true = n_params / 1000
-        # The law is not linear in log n between grid points: allow the interpolation error.
-        assert entry["estimate"] == pytest.approx(true, rel=0.35)
-        low, high = entry["ci"]
-        assert low < entry["estimate"] < high
-    exponent = exponents["mlp"]
-    assert exponent["estimate"] == pytest.approx(1.0, abs=0.15)
-    assert exponent["ci"][0] < exponent["estimate"] < exponent["ci"][1]
-
-
-def test_n_star_above_and_below_the_grid():
-    rows = model_rows(clean_summary())
-    high = rows.assign(memorised_fraction=0.8)
-    low = rows.assign(memorised_fraction=0.2)
-    settings = Settings(resamples=50)
-    assert memorisation_onset(high, settings)[0]["mlp"]["tiny"]["verdict"] == "above the grid"
-    assert memorisation_onset(low, settings)[0]["unet"]["base"]["verdict"] == "below the grid"
-    assert "verdict" in memorisation_onset(low, settings)[1]["mlp"]
-
-
-def test_tau_mem_is_the_first_step_above_one_half():
-    rows = []
-    for n, onset in ((100, 40), (400, 160), (1600, 640)):
-        for step in (10, 20, 40, 80, 160, 320, 640, 1280):
-            rows.append(
-                {
-                    "arch": "mlp",
-                    "scale": "tiny",
-                    "n_train": n,
-                    "seed": 0,
-                    "step": step,
-                    "memorised_fraction": 0.9 if step >= onset else 0.1,
-                }
-            )
-    rows.append({**rows[-1], "n_train": 6400, "memorised_fraction": 0.0})
-    out = tau_mem(pd.DataFrame(rows), Settings(resamples=50))["mlp"]["tiny"]
-    assert out["cells"] == {
-        "n100/seed0": 40,
-        "n400/seed0": 160,
-        "n1600/seed0": 640,
-        "n6400/seed0": None,
-    }
-    assert out["exponent"]["estimate"] == pytest.approx(1.0)
 
 
 def violate(summary, name):
@@ -268,12 +205,28 @@ def test_analyze_cli_is_deterministic_and_writes_every_output(tmp_path):
     summary, _ = violate(clean_summary(), "models_beat_zero_velocity")
     summary.to_csv(tmp_path / "summary.csv", index=False)
     args = ["analyze", str(tmp_path), "--resamples", "40"]
+    outputs = [
+        tmp_path / "analysis.json",
+        *[
+            tmp_path / "analysis" / f"{name}.{fmt}"
+            for name in ANALYSIS_FIGURES
+            for fmt in ("svg", "pdf")
+        ],
+        *[tmp_path / "analysis" / f"{name}.tex" for name in ANALYSIS_TABLES],
+    ]
     assert main(args) == 0
-    first = (tmp_path / "analysis.json").read_bytes()
+    first = [path.read_bytes() for path in outputs]
     assert main(args) == 0
-    assert (tmp_path / "analysis.json").read_bytes() == first
-    report = json.loads(first)
-    assert set(report) >= {"fits", "n_star", "n_star_exponent", "tau_mem", "comparisons"}
+    assert [path.read_bytes() for path in outputs] == first
+    report = json.loads(first[0])
+    assert set(report) >= {
+        "fits",
+        "n_star",
+        "n_star_exponent",
+        "tau_mem",
+        "comparisons",
+        "collapse",
+    }
     assert report["bootstrap"] == {"resamples": 40, "seed": 0}
     assert [check["name"] for check in report["checks"]] == ["models_beat_zero_velocity"]
     text = (tmp_path / "analysis.md").read_text()
@@ -281,6 +234,8 @@ def test_analyze_cli_is_deterministic_and_writes_every_output(tmp_path):
     assert "unet/base/n50/seed1" in text
     for name in ANALYSIS_FIGURES:
         assert (tmp_path / "analysis" / f"{name}.png").stat().st_size > 1000
+    fits = (tmp_path / "analysis" / "fits.tex").read_text()
+    assert fits.startswith("\\begin{tabular}") and "\\toprule" in fits and "val\\_loss" in fits
 
 
 @pytest.mark.parametrize(
@@ -371,5 +326,75 @@ def test_the_law_in_n_at_one_scale_recovers_its_exponent():
     assert low < 0.8 < high and entry["E"]["ci"][0] < 0.4 < entry["E"]["ci"][1]
     three_sizes = rows[rows.n_train <= 256]
     assert fit_n_law(three_sizes, Settings(resamples=10), "mlp", "base")["verdict"] == (
-        "under-identified"
+        "under-identified: 3 n_train (needs 4)"
     )
+
+
+def test_a_fit_at_a_bound_is_named_and_prints_no_numbers():
+    """A target that grows with N (the law's N term can only fall): alpha ends on its bound 0."""
+    table = law_table(np.random.default_rng(0), list(SCALES.values()), SIZES, seeds=2)
+    table["val_loss"] = 0.5 + 1e-3 * table.n_params**0.5 + 20 / table.n_train**0.5
+    entry = fit_law(table, "val_loss", Settings(resamples=60), "mlp").entry
+    assert entry["verdict"].startswith("at bound: alpha = "), entry["verdict"]
+    assert entry["alpha"] == {"estimate": None, "ci": None}
+    assert entry["reasons"][0] == entry["verdict"].split(" (+")[0]
+    assert 0 < entry["bound_share"] <= 1
+
+
+def test_a_fit_that_misses_the_held_out_scale_is_unstable():
+    rng = np.random.default_rng(1)
+    table = law_table(rng, [1e5, 4e5, 1.6e6, 6.4e6], SIZES, seeds=2, noise=0.005)
+    table.loc[table.scale == "s3", "val_loss"] *= 1.5  # the largest scale off the law
+    entry = fit_law(table, "val_loss", Settings(resamples=60), "mlp").entry
+    assert entry["loso_error"] > lawfit.LOSO_MAX
+    assert any(r.startswith("unstable: loso") for r in entry["reasons"]), entry["reasons"]
+    assert entry["verdict"] != "ok" and entry["E"]["estimate"] is None
+
+
+def test_judge_names_each_reason():
+    theta = np.array([np.log(0.5), np.log(30.0), np.log(20.0), 0.3, 0.5])
+    tight = theta + np.random.default_rng(0).normal(0, 0.01, (200, 5))
+    assert lawfit.judge(theta, tight, 0.02) == ([], 0.0)
+    assert lawfit.judge(theta, tight, 0.5)[0] == ["unstable: loso 0.5"]
+    at_bound = theta.copy()
+    at_bound[3] = 5.0
+    assert lawfit.judge(at_bound, tight, None)[0][0] == "at bound: alpha = 5"
+    wide = tight.copy()
+    wide[:, 1] = np.linspace(-20, 20, 200)  # A over 17 decades
+    assert "unidentified: A spans" in " ".join(lawfit.judge(theta, wide, None)[0])
+    touching = tight.copy()
+    touching[:20, 4] = 0.0  # beta on its bound in 10% of refits
+    reasons, share = lawfit.judge(theta, touching, None)
+    assert reasons[0] == "CI at bound: beta at its bound in 10% of refits" and share == 0.1
+
+
+def test_bootstrap_keeps_every_cell():
+    """Seeds are resampled within their own cell; with one seed, residuals at the fixed design."""
+    table = law_table(np.random.default_rng(0), list(SCALES.values()), SIZES, seeds=3)
+    points = analysis._points(table, "val_loss")
+    fit = lawfit.fit_from_grid(points)
+    targets, scheme = bootstrap.law_targets(table, points, fit.theta, 5, 50, bootstrap.stream(0))
+    assert scheme == "seeds within cells"
+    for column, row in table.iterrows():
+        cell = table[(table.scale == row.scale) & (table.n_train == row.n_train)]
+        assert set(np.round(targets[:, column], 12)) <= set(np.round(np.log(cell.val_loss), 12))
+    one = table[table.seed == 0].reset_index(drop=True)
+    points = analysis._points(one, "val_loss")
+    targets, scheme = bootstrap.law_targets(one, points, fit.theta, 5, 50, bootstrap.stream(0))
+    assert scheme == "residuals (one seed)" and targets.shape == (50, len(one))
+
+
+def test_batched_refits_reach_the_optima_of_l_bfgs_b():
+    table = law_table(np.random.default_rng(2), list(SCALES.values()), SIZES, seeds=2)
+    points = analysis._points(table, "val_loss")
+    fit = lawfit.fit_from_grid(points)
+    targets, _ = bootstrap.law_targets(table, points, fit.theta, 5, 12, bootstrap.stream(1))
+    batched = lawfit.refit(points, targets, fit.theta, 1)
+    for theta, target in zip(batched, targets, strict=True):
+        row = lawfit.Points(points.log_params, points.log_n, target)
+        reference = lawfit.fit(row, np.vstack([fit.theta, batched[0]]))
+        assert lawfit.objective(theta, row)[0] <= reference.objective * (1 + 1e-4) + 1e-9
+
+
+def test_wilson_bounds_are_clean_at_zero_and_one():
+    assert wilson(0.0, 300)[0] == 0.0 and wilson(1.0, 300)[1] == 1.0

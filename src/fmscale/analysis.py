@@ -602,7 +602,7 @@ def analyze(
     analysis.md and the figures under ``results``/analysis/; return analysis.json's content.
 
     ``dataset``: whose rows to analyse when summary.csv holds several datasets."""
-    from .analysis_report import markdown, write_figures
+    from .analysis_report import markdown, write_figures, write_tables
 
     results = Path(results)
     settings = settings or Settings()
@@ -618,4 +618,5 @@ def analyze(
     atomic_write(results / "analysis.json", json.dumps(report, indent=2) + "\n")
     atomic_write(results / "analysis.md", markdown(report))
     write_figures(rows, report, laws, results / "analysis")
+    write_tables(report, results / "analysis")
     return report

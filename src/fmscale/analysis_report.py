@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import lawfit
 from .analysis import CHECKS, N_LAW_PARAMETERS, LawResult, scale_order
-from .files import atomic_path
+from .files import atomic_path, atomic_write
 from .interaction import CAPACITY_METRIC
 from .lawfit import log_prediction
-from .study import ANALYSIS_FIGURES
+from .study import ANALYSIS_FIGURES, ANALYSIS_TABLES, FIGURE_DPI, FIGURE_FORMATS
 from .summarize import log_axes
 
 
@@ -48,36 +49,65 @@ def _checks(checks: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _fits(fits: dict[str, dict[str, Any]]) -> list[str]:
-    lines = [
-        "## Scaling-law fits: L = E + A / N^alpha + B / n^beta",
-        "",
-        "N = n_params, n = n_train; Huber loss in log space (Hoffmann et al. 2022, approach 3); "
-        "95% percentile bootstrap CIs; loso_error: mean relative error on the largest scale "
-        "of a fit without it. Only `ok` fits print numbers.",
-        "",
-    ]
-    header = ["arch", "target", "verdict", "cells", "E", "A", "alpha", "B", "beta", "loso_error"]
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+VERDICT_RULES = (
+    f"A fit is `ok` only when no parameter sits within {lawfit.BOUND_MARGIN:.0%} of an "
+    f"optimiser bound, no parameter is at its bound in more than {lawfit.BOUND_SHARE:.1%} of "
+    "the bootstrap refits (a CI end on the bound), each exponent's CI is positive and spans at "
+    f"most {lawfit.EXPONENT_SPAN:g}x, each coefficient's (E, A, B) spans at most "
+    f"{lawfit.COEFFICIENT_DECADES:g} decades, and the leave-one-scale-out error is at most "
+    f"{lawfit.LOSO_MAX:g}; otherwise the verdict names the first reason (analysis.json lists "
+    "all) and no number is printed. `at bound`: the share of refits with some parameter at a "
+    "bound. Bootstrap: seeds resampled within each cell, or, with one seed per cell, the "
+    "fit's residuals resampled at the fixed design."
+)
+
+
+def _fit_rows(fits: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The scaling-law fits as a table (header, rows): numbers for ``ok`` fits only."""
+    header = ["arch", "target", "verdict", "cells", "at bound", "E", "A", "alpha", "B", "beta"]
+    header.append("loso_error")
     rows = []
     for arch, targets in fits.items():
         for target, fit in targets.items():
-            row = [arch, target, fit["verdict"], str(fit["n_cells"])]
+            row = [
+                arch,
+                target,
+                fit["verdict"],
+                str(fit["n_cells"]),
+                _share(fit.get("bound_share")),
+            ]
             if fit["verdict"] == "ok":
                 names = ("E", "A", "alpha", "B", "beta")
                 row += [_with_ci(fit[name]) for name in names] + [_number(fit["loso_error"])]
             else:
                 row += [""] * 6
             rows.append(row)
-    return lines + _table(header, rows)
+    return header, rows
+
+
+def _fits(fits: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "## Scaling-law fits: L = E + A / N^alpha + B / n^beta",
+        "",
+        "N = n_params, n = n_train; Huber loss in log space (Hoffmann et al. 2022, approach 3); "
+        "95% percentile bootstrap CIs; loso_error: mean relative error on the largest scale "
+        "of a fit without it. " + VERDICT_RULES,
+        "",
+    ]
+    return lines + _table(*_fit_rows(fits))
 
 
 def _n_laws(laws: dict[str, dict[str, Any]]) -> list[str]:
     lines = [
         "## Validation loss against n_train at each scale: L = E + B / n^beta",
         "",
-        "The same fit and bootstrap as above, at one arch x scale (the N term left out); "
-        "an exponent is `ok` when its CI is positive and spans at most 3x; it needs 4 or more "
-        "n_train values (3 would fit any 3 points exactly).",
+        "The same fit, bootstrap and verdict rules as above (no leave-one-scale-out: one "
+        "scale), at one arch x scale with the N term left out; it needs 4 or more n_train "
+        "values (3 would fit any 3 points exactly).",
         "",
     ]
     rows = []
@@ -87,31 +117,115 @@ def _n_laws(laws: dict[str, dict[str, Any]]) -> list[str]:
                 _with_ci(entry[name]) if entry["verdict"] == "ok" else ""
                 for name in N_LAW_PARAMETERS
             ]
-            rows.append([arch, scale, str(entry["n_cells"]), entry["verdict"], *numbers])
-    return lines + _table(["arch", "scale", "cells", "verdict", *N_LAW_PARAMETERS], rows)
+            share = _share(entry.get("bound_share"))
+            rows.append([arch, scale, str(entry["n_cells"]), entry["verdict"], share, *numbers])
+    header = ["arch", "scale", "cells", "verdict", "at bound", *N_LAW_PARAMETERS]
+    return lines + _table(header, rows)
+
+
+def _estimate(entry: dict[str, Any]) -> str:
+    """``estimate [lo, hi]`` with an ok CI, else the estimate and its verdict, else the verdict."""
+    if entry.get("estimate") is None:
+        return entry.get("verdict", "-")
+    if entry.get("ci") and entry.get("verdict", "ok") == "ok":
+        return _with_ci(entry)
+    return f"{entry['estimate']:.3g} ({entry.get('verdict', 'no CI')})"
+
+
+def _n_star_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    levels = report["levels"]
+    header = ["arch", "scale", "params", *[f"n* at {level} [95% CI]" for level in levels]]
+    first = report["n_star"][levels[0]]
+    rows = [
+        [arch, scale, _number(entry["n_params"])]
+        + [_estimate(report["n_star"][level][arch][scale]) for level in levels]
+        for arch, scales in first.items()
+        for scale, entry in scales.items()
+    ]
+    return header, rows
 
 
 def _n_star(report: dict[str, Any]) -> list[str]:
+    levels = report["levels"]
     lines = [
         "## Memorisation onset n*",
         "",
-        "n* = the n_train where memorised_fraction (mean over seeds) falls through 0.5, linear "
-        "in log n; CI: seeds resampled, each fraction redrawn as a binomial proportion of "
-        f"{report['n_samples']} samples.",
+        f"n* = the n_train where memorised_fraction (mean over seeds) falls through each level "
+        f"({', '.join(levels)}), linear in log n; CI: seeds resampled within each n_train, "
+        f"each fraction redrawn as a binomial proportion of its samples (n_samples column, else "
+        f"{report['n_samples']}). A CI end beyond the grid shows as <grid / >grid.",
         "",
     ]
-    rows = []
-    for arch, scales in report["n_star"].items():
-        for scale, entry in scales.items():
-            text = _with_ci(entry) if "estimate" in entry else entry["verdict"]
-            rows.append([arch, scale, _number(entry["n_params"]), text])
-    lines += _table(["arch", "scale", "params", "n* [95% CI]"], rows)
+    lines += _table(*_n_star_rows(report))
+    exponents = report["n_star_exponent"]
     rows = [
-        [arch, _with_ci(entry) if entry.get("ci") else entry.get("verdict", "no CI")]
-        for arch, entry in report["n_star_exponent"].items()
+        [arch, *[_estimate(exponents[level][arch]) for level in levels]]
+        for arch in exponents[levels[0]]
     ]
-    lines += ["Exponent k of n* ~ params^k:", ""]
-    return lines + _table(["arch", "k [95% CI]"], rows)
+    lines += [
+        "Exponent k of n* ~ params^k (least squares over the scales with an n*; CI from the "
+        "same resamples, read only when 95% of them keep every n* inside the grid):",
+        "",
+    ]
+    return lines + _table(["arch", *[f"k at {level}" for level in levels]], rows)
+
+
+def _ceiling(report: dict[str, Any]) -> list[str]:
+    ceiling, shares = report["ceiling"], report["share_of_ceiling"]
+    lines = ["## Memorisation against its ceiling", ""]
+    if not ceiling:
+        return lines + ["No empirical_flow reference rows: no ceiling to read against.", ""]
+    sizes = sorted({n for scales in shares.values() for e in scales.values() for n in e}, key=int)
+    lines += [
+        "The exact memoriser flow (empirical_flow: the training rows' own velocity field, "
+        "sampled with the models' solver and NFE) memorises "
+        + ", ".join(f"{ceiling[n]:.3g} at n = {n}" for n in ceiling)
+        + ": no model can copy more. Each cell's memorised_fraction as a share of that "
+        "ceiling, 95% CI (delta method: the cell's error over seeds, at least binomial, and "
+        "the ceiling's binomial error).",
+        "",
+    ]
+    rows = [
+        [arch, scale]
+        + [
+            _ci_text(per_n.get(n, {}) | {"estimate": per_n.get(n, {}).get("share_of_ceiling")})
+            for n in sizes
+        ]
+        for arch, scales in shares.items()
+        for scale, per_n in scales.items()
+    ]
+    return lines + _table(["arch", "scale", *[f"n={n}" for n in sizes]], rows)
+
+
+def _collapse_rows(collapse: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["arch", "z [95% CI]", "verdict", "loss at z", "loss at z = 1", "loss at z = 0"]
+    rows = [
+        [
+            arch,
+            _with_ci(entry) if entry.get("ci") else _number(entry.get("estimate")),
+            entry["verdict"],
+            _number(entry.get("loss")),
+            _number(entry.get("loss_at_z1")),
+            _number(entry.get("loss_at_z0")),
+        ]
+        for arch, entry in collapse.items()
+    ]
+    return header, rows
+
+
+def _collapse(collapse: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Collapse: memorised_fraction ~ F(n / N^z)",
+        "",
+        "z: the exponent at which the scales' memorised_fraction curves, drawn against "
+        "log n - z log N, lie closest (mean squared gap between each point and every other "
+        "scale's curve where it covers it; pairs both below 0.02 left out), searched on "
+        "-1..3 in steps of 0.01; CI from the same resamples as n*. A critical size growing "
+        "~ N, the theory's reading, is z = 1; z = 0 is no dependence on N. Loss: - where "
+        "fewer than 3 pairs overlap.",
+        "",
+    ]
+    return lines + _table(*_collapse_rows(collapse))
 
 
 def _tau_mem(tau: dict[str, dict[str, Any]]) -> list[str]:
@@ -120,18 +234,29 @@ def _tau_mem(tau: dict[str, dict[str, Any]]) -> list[str]:
     lines = [
         "## Memorisation over training time",
         "",
-        "tau_mem = the first snapshot step with memorised_fraction > 0.5 (never: -); its "
-        "exponent against n_train where at least 3 sizes have one.",
+        "tau_mem = the first snapshot step with memorised_fraction above the level; the cells "
+        "that get there, and the exponent of tau_mem against n_train (least squares, Student-t "
+        "CI) where 3 or more sizes have one.",
         "",
     ]
     rows = []
-    for arch, scales in tau.items():
-        for scale, entry in scales.items():
-            cells = ", ".join(f"{cell}: {_number(step)}" for cell, step in entry["cells"].items())
-            exponent = entry["exponent"]
-            text = _with_ci(exponent) if "estimate" in exponent else exponent["verdict"]
-            rows.append([arch, scale, cells, text])
-    return lines + _table(["arch", "scale", "tau_mem per cell", "exponent [95% CI]"], rows)
+    for level, archs in tau.items():
+        for arch, scales in archs.items():
+            for scale, entry in scales.items():
+                cells = entry["cells"]
+                crossed = {c: step for c, step in cells.items() if step is not None}
+                listed = ", ".join(f"{c}: {_number(step)}" for c, step in crossed.items())
+                rows.append(
+                    [
+                        level,
+                        arch,
+                        scale,
+                        f"{len(crossed)} of {len(cells)}" + (f" ({listed})" if listed else ""),
+                        _estimate(entry["exponent"]),
+                    ]
+                )
+    header = ["level", "arch", "scale", "cells crossing (step)", "exponent [95% CI]"]
+    return lines + _table(header, rows)
 
 
 def _comparisons(comparisons: list[dict[str, Any]]) -> list[str]:
@@ -286,18 +411,23 @@ def markdown(report: dict[str, Any]) -> str:
         *_fits(report["fits"]),
         *_n_laws(report.get("n_laws", {})),
         *_n_star(report),
+        *_ceiling(report),
+        *_collapse(report["collapse"]),
         *_tau_mem(report["tau_mem"]),
         *_comparisons(report["comparisons"]),
     ]
     return "\n".join(lines)
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig, stem: Path) -> None:
+    """``stem``.png (FIGURE_DPI), .pdf and .svg, without dates, so a rerun writes the same."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    for fmt in FIGURE_FORMATS:
+        metadata = {"png": {}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}[fmt]
+        with atomic_path(stem.with_suffix(f".{fmt}")) as tmp:
+            fig.savefig(tmp, dpi=FIGURE_DPI, format=fmt, metadata=metadata)
     plt.close(fig)
 
 
@@ -369,30 +499,64 @@ def _val_loss_fits(rows: pd.DataFrame, laws: dict[str, dict[str, LawResult]], pa
 
 
 def _n_star_figure(report: dict[str, Any], path: Path) -> None:
-    """n* against parameters per arch (95% CI bars), with the diagonal n* = params."""
+    """n* against parameters per arch and level (95% CI bars), with the diagonal n* = params."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = plt.subplots(figsize=(5.5, 4))
     estimated = []
-    for arch, scales in report["n_star"].items():
-        points = [entry for entry in scales.values() if "estimate" in entry]
-        if not points:
-            continue
-        x = np.array([entry["n_params"] for entry in points])
-        y = np.array([entry["estimate"] for entry in points])
-        low = np.array([entry["ci"][0] or entry["estimate"] for entry in points])
-        high = np.array([entry["ci"][1] or entry["estimate"] for entry in points])
-        ax.errorbar(x, y, yerr=[y - low, high - y], marker="o", capsize=3, label=arch)
-        estimated += [*x, *y]
+    markers = "osD^v"
+    for index, level in enumerate(report["levels"]):
+        for arch, scales in report["n_star"][level].items():
+            points = [entry for entry in scales.values() if "estimate" in entry]
+            if not points:
+                continue
+            x = np.array([entry["n_params"] for entry in points])
+            y = np.array([entry["estimate"] for entry in points])
+            low = np.array([entry["ci"][0] or entry["estimate"] for entry in points])
+            high = np.array([entry["ci"][1] or entry["estimate"] for entry in points])
+            ax.errorbar(
+                x,
+                y,
+                yerr=[y - low, high - y],
+                marker=markers[index % len(markers)],
+                capsize=3,
+                label=f"{arch}, level {level}",
+            )
+            estimated += [*x, *y]
     if estimated:
         span = np.array([min(estimated), max(estimated)])
         ax.plot(span, span, "k--", linewidth=1, label="n* = params")
         log_axes(ax, "x", "y")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     else:
         ax.text(0.5, 0.5, "no n* inside the grid", ha="center", transform=ax.transAxes)
     ax.set_xlabel("parameters")
-    ax.set_ylabel("n* (memorised_fraction = 0.5)")
+    ax.set_ylabel("n* (memorised_fraction falls through the level)")
+    _save(fig, path)
+
+
+def _collapse_figure(rows: pd.DataFrame, collapse: dict[str, Any], path: Path) -> None:
+    """Per arch: memorised_fraction (mean over seeds) against n / N^z at the fitted z."""
+    import matplotlib.pyplot as plt
+
+    archs = sorted(collapse) or ["(no collapse)"]
+    fig, axes = plt.subplots(1, len(archs), figsize=(3.4 * len(archs), 3), squeeze=False)
+    for ax, arch in zip(axes[0], archs, strict=True):
+        entry = collapse.get(arch, {})
+        z = entry.get("estimate")
+        ax.set_title(f"{arch}: z = {_number(z)} ({entry.get('verdict', '-')})", fontsize=8)
+        part = rows[rows.arch == arch].dropna(subset=["memorised_fraction"])
+        if z is None or part.empty:
+            continue
+        for scale in scale_order(part):
+            cells = part[part.scale == scale]
+            means = cells.groupby("n_train").memorised_fraction.mean()
+            x = means.index.to_numpy(float) / cells.n_params.median() ** z
+            ax.plot(x, means.to_numpy(), "o-", ms=3, label=scale)
+        ax.set_xscale("log")
+        ax.set_xlabel("n_train / params^z")
+        ax.set_ylabel("memorised_fraction")
+        ax.legend(fontsize=7)
     _save(fig, path)
 
 
@@ -444,13 +608,64 @@ def write_figures(
     laws: dict[str, dict[str, LawResult]],
     out_dir: Path,
 ) -> list[Path]:
-    """The ANALYSIS_FIGURES under ``out_dir``; each is written even when it has nothing to show."""
+    """The ANALYSIS_FIGURES under ``out_dir`` in every FIGURE_FORMATS; each is written even
+    when it has nothing to show."""
     import matplotlib
 
     matplotlib.use("Agg")
-    paths = [out_dir / f"{name}.png" for name in ANALYSIS_FIGURES]
-    _heatmaps(rows, paths[0])
-    _val_loss_fits(rows, laws, paths[1])
-    _n_star_figure(report, paths[2])
-    _interaction_figure(report["interaction"], paths[3])
+    matplotlib.rcParams["svg.hashsalt"] = "fmscale"  # stable SVG ids
+    stems = dict(zip(ANALYSIS_FIGURES, (out_dir / name for name in ANALYSIS_FIGURES), strict=True))
+    _heatmaps(rows, stems["heatmaps"])
+    _val_loss_fits(rows, laws, stems["val_loss_fits"])
+    _n_star_figure(report, stems["n_star"])
+    _interaction_figure(report["interaction"], stems["interaction"])
+    _collapse_figure(rows, report["collapse"], stems["collapse"])
+    return [stem.with_suffix(f".{fmt}") for stem in stems.values() for fmt in FIGURE_FORMATS]
+
+
+LATEX_SPECIALS = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#"}
+
+
+def _latex_cell(text: str) -> str:
+    for char, escaped in LATEX_SPECIALS.items():
+        text = text.replace(char, escaped)
+    return text.replace("<grid", r"$<$grid").replace(">grid", r"$>$grid")
+
+
+def latex_table(header: list[str], rows: list[list[str]]) -> str:
+    """A booktabs tabular of ``rows`` (needs ``\\usepackage{booktabs}``)."""
+    lines = [
+        r"\begin{tabular}{" + "l" * len(header) + "}",
+        r"\toprule",
+        " & ".join(_latex_cell(cell) for cell in header) + r" \\",
+        r"\midrule",
+        *[" & ".join(_latex_cell(cell) for cell in row) + r" \\" for row in rows],
+        r"\bottomrule",
+        r"\end{tabular}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _capacity_rows(found: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    steps = found.get(CAPACITY_METRIC, {}).get("steps", {})
+    header = ["arch", "step", f"{CAPACITY_METRIC}: larger - smaller [95% CI]"]
+    rows = [
+        [arch, f"{e['a']} - {e['b']}", _ci_text(e)] for arch in sorted(steps) for e in steps[arch]
+    ]
+    return header, rows
+
+
+def write_tables(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    """The ANALYSIS_TABLES under ``out_dir`` as LaTeX (the same rows as analysis.md)."""
+    tables = {
+        "fits": _fit_rows(report["fits"]),
+        "n_star": _n_star_rows(report),
+        "capacity": _capacity_rows(report["interaction"]),
+        "collapse": _collapse_rows(report["collapse"]),
+    }
+    paths = []
+    for name in ANALYSIS_TABLES:
+        path = out_dir / f"{name}.tex"
+        atomic_write(path, latex_table(*tables[name]))
+        paths.append(path)
     return paths

@@ -10,7 +10,7 @@ import re
 import sys
 from pathlib import Path
 
-from .config import DEVICES, PARAMETERISATIONS, SOLVERS, TrainConfig
+from .config import DEVICES, PARAMETERISATIONS, SOLVERS, AnalysisConfig, TrainConfig
 from .plan import DEFAULT_UTILISATION
 from .study import ANALYSIS_N_SAMPLES
 
@@ -233,7 +233,13 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from .analysis import Settings, analyze
 
-    settings = Settings(resamples=args.resamples, seed=args.seed, n_samples=args.n_samples)
+    AnalysisConfig(tuple(args.levels), args.resamples, args.seed).check()  # names the flag's key
+    settings = Settings(
+        levels=tuple(args.levels),
+        resamples=args.resamples,
+        seed=args.seed,
+        n_samples=args.n_samples,
+    )
     report = analyze(args.results, settings, args.data_name)
     verdicts = [fit["verdict"] for fits in report["fits"].values() for fit in fits.values()]
     print(
@@ -241,6 +247,17 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         f"{len(report['checks'])} result check violation(s)"
     )
     return 0
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must lie strictly between 0 and 1")
+    return value
 
 
 def _count(low: int):
@@ -409,16 +426,33 @@ def build_parser() -> argparse.ArgumentParser:
         "analyze", help="scaling-law fits, memorisation onset, comparisons, result checks"
     )
     p.add_argument("results", help="results folder holding summary.csv (and trajectories.csv)")
+    defaults = AnalysisConfig()
     p.add_argument(
-        "--resamples", type=_count(10), default=1000, help="bootstrap resamples (default 1000)"
+        "--levels",
+        type=_fraction,
+        nargs="+",
+        default=list(defaults.levels),
+        help="memorised_fraction levels of n* and tau_mem, increasing "
+        f"(default {' '.join(map(str, defaults.levels))}; config: analysis.levels)",
     )
-    p.add_argument("--seed", type=_count(0), default=0, help="bootstrap seed (default 0)")
+    p.add_argument(
+        "--resamples",
+        type=_count(10),
+        default=defaults.resamples,
+        help=f"bootstrap resamples (default {defaults.resamples}; config: analysis.resamples)",
+    )
+    p.add_argument(
+        "--seed",
+        type=_count(0),
+        default=defaults.seed,
+        help=f"bootstrap seed (default {defaults.seed}; config: analysis.seed)",
+    )
     p.add_argument(
         "--n-samples",
         type=_count(1),
         default=ANALYSIS_N_SAMPLES,
-        help="samples behind each memorised_fraction when summary.csv has no n_samples column "
-        f"(default {ANALYSIS_N_SAMPLES}; the workflow passes evaluate.n_samples)",
+        help="samples behind each memorised_fraction of a summary.csv written before its "
+        f"n_samples column (default {ANALYSIS_N_SAMPLES})",
     )
     p.add_argument(
         "--data-name",

@@ -131,7 +131,7 @@ def ceilings(summary: pd.DataFrame) -> dict[int, dict[str, float]]:
     return {
         int(row.n_train): {
             "fraction": float(row.memorised_fraction),
-            "n_samples": int(getattr(row, "n_samples", 0) or 0),
+            "n_samples": int(samples) if pd.notna(samples := getattr(row, "n_samples", None)) else 0,
         }
         for row in rows.itertuples()
     }
@@ -211,8 +211,12 @@ def collapse(
 ) -> dict[str, Any]:
     """z of memorised_fraction ~ F(log n - z log N): the z on COLLAPSE_Z whose collapse loss
     is least, for the cell means and for each bootstrap row of ``draws`` [R, m]."""
-    if len(np.unique(scale)) < 2:
-        return {"verdict": "needs two or more scales"}
+    informative = [np.sum(means[scale == s] >= COLLAPSE_FLOOR) for s in np.unique(scale)]
+    if sum(count >= 2 for count in informative) < 2:
+        return {
+            "verdict": f"unidentified: fewer than 2 scales with 2 or more n_train at "
+            f"memorised_fraction >= {COLLAPSE_FLOOR} (the curves' shapes are not measured)"
+        }
     losses = np.stack(
         [
             collapse_loss(log_n - z * log_params, scale, np.vstack([means, draws]))

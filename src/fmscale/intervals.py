@@ -24,4 +24,6 @@ def wilson(p: float, n: int) -> list[float]:
     """The 95% Wilson score interval of a proportion p of n (stays inside [0, 1])."""
     centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
     half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n**2)) / (1 + Z95**2 / n)
-    return [max(0.0, centre - half), min(1.0, centre + half)]
+    low, high = centre - half, centre + half
+    # At p = 0 (or 1) the bound is 0 (1) exactly; rounding leaves ~1e-19 (1 - 1e-16).
+    return [0.0 if low < 1e-12 else low, 1.0 if high > 1 - 1e-12 else high]

@@ -54,7 +54,7 @@ EXPONENT_SPAN = 3.0
 unidentified."""
 COEFFICIENT_DECADES = 2.0
 """A coefficient (E, A, B) whose 95% CI spans more decades than this is unidentified."""
-LOSO_MAX = 0.05
+LOSO_MAX = 0.1
 """Largest mean relative error on the held-out largest scale of a stable fit."""
 N_ONLY_FREE = ("e", "b", "beta")
 """The parameters of the law in n alone (the N term is held)."""

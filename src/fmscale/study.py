@@ -84,8 +84,13 @@ def plot_names(synthetic: bool) -> list[str]:
 
 ANALYSIS_N_SAMPLES = 300
 """Samples assumed behind each memorised_fraction when summary.csv has no n_samples column."""
-ANALYSIS_FIGURES = ["heatmaps", "val_loss_fits", "n_star", "interaction"]
-"""Figures of ``fmscale analyze`` under <results>/analysis/ (PNG), written whatever the grid."""
+ANALYSIS_FIGURES = ["heatmaps", "val_loss_fits", "n_star", "interaction", "collapse"]
+"""Figures of ``fmscale analyze`` under <results>/analysis/, written whatever the grid."""
+FIGURE_FORMATS = ("png", "pdf", "svg")
+"""Every analysis figure is saved in each of these (PNG at FIGURE_DPI, PDF and SVG vector)."""
+FIGURE_DPI = 200
+ANALYSIS_TABLES = ["fits", "n_star", "capacity", "collapse"]
+"""The headline tables of ``fmscale analyze`` as LaTeX (booktabs) under <results>/analysis/."""
 
 
 def cells(grid: dict[str, Any]) -> list[dict[str, Any]]:

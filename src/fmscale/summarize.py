@@ -75,6 +75,7 @@ COLUMNS = (
     "gap_se",
     "gap_ratio",
     "headline_nfe",
+    "n_samples",
 )
 """Leading columns of summary.csv; the metrics follow, every one of HEADLINE_METRICS always."""
 TRAIN_FIELDS = {
@@ -90,6 +91,8 @@ BUDGET_FIELDS = ("epochs", "samples_seen", "train_flops", "sampling_flops_per_sa
 METRIC_FIELDS = ("val_loss", "val_loss_zero_velocity", "val_loss_ratio", "headline_nfe", "metrics")
 GAP_FIELDS = ("train_loss", "train_loss_ratio", "gap", "gap_se", "gap_ratio")
 """metrics.json keys of the generalisation gap (absent from cells evaluated before it)."""
+SAMPLES_FIELD = "n_samples"
+"""metrics.json key: the samples behind every sample metric (the analysis's binomial errors)."""
 
 
 class ResultsError(ValueError):
@@ -192,7 +195,7 @@ def _metrics(folder: Path) -> dict[str, Any] | None:
 
 def _metric_columns(m: dict[str, Any]) -> dict[str, Any]:
     """The summary columns of a checked metrics.json: losses, headline NFE, its metrics."""
-    losses = {key: m[key] for key in (*METRIC_FIELDS, *GAP_FIELDS) if key in m}
+    losses = {key: m[key] for key in (*METRIC_FIELDS, *GAP_FIELDS, SAMPLES_FIELD) if key in m}
     return {key: value for key, value in losses.items() if key != "metrics"} | m["metrics"]
 
 
@@ -213,15 +216,16 @@ def _cell_row(results: Path, cell: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _references(path: Path) -> dict[str, dict[str, Any]]:
-    """The reference rows of a ``references/n<N>.json`` (name -> metrics)."""
+def _references(path: Path) -> tuple[dict[str, dict[str, Any]], int | None]:
+    """The reference rows of a ``references/n<N>.json`` (name -> metrics) and the samples
+    behind them."""
     found = _read_json(path)
     if found is None:
         raise ResultsError(f"{path}: missing")
     refs = found[0].get("references")
     if not isinstance(refs, dict) or not all(isinstance(m, dict) for m in refs.values()):
         raise ResultsError(f"{path}: unreadable (no 'references' object of metrics)")
-    return refs
+    return refs, found[0].get(SAMPLES_FIELD)
 
 
 def _reference_rows(results: Path, dataset: str, n_train: int) -> list[dict[str, Any]]:
@@ -229,11 +233,13 @@ def _reference_rows(results: Path, dataset: str, n_train: int) -> list[dict[str,
     file is bad."""
     base = {"kind": "reference", "dataset": dataset, "scale": "", "n_train": n_train, "seed": None}
     try:
-        refs = _references(results / REFERENCE_PATTERN.format(dataset=dataset, n_train=n_train))
+        path = results / REFERENCE_PATTERN.format(dataset=dataset, n_train=n_train)
+        refs, n_samples = _references(path)
     except ResultsError as exc:
         return [
             {**base, "arch": name, "status": "missing", "error": str(exc)} for name in REFERENCES
         ]
+    base[SAMPLES_FIELD] = n_samples
     return [_reference_row(base, name, metrics) for name, metrics in refs.items()]
 
 
@@ -288,6 +294,7 @@ INTEGER_COLUMNS = (
     "train_flops",
     "sampling_flops_per_sample_per_nfe",
     "headline_nfe",
+    "n_samples",
 )
 """Counts, printed as integers (a row without one, e.g. a reference row's seed, leaves it empty)."""
 

@@ -18,17 +18,25 @@ rule analyze:
             caption="../report/analysis_figures.rst",
             category="Analysis",
         ),
+        vector=expand(
+            f"{RESULTS}/analysis/{{name}}.{{fmt}}",
+            name=ANALYSIS_FIGURES,
+            fmt=[fmt for fmt in FIGURE_FORMATS if fmt != "png"],
+        ),
+        tables=expand(f"{RESULTS}/analysis/{{name}}.tex", name=ANALYSIS_TABLES),
     log:
         f"{RESULTS}/logs/analyze.log",
     conda:
         CPU_ENV
     params:
         results=lambda wildcards, output: os.path.dirname(output.json),
-        # Samples behind each memorised_fraction (evaluate draws this many, capped by n_test).
-        n_samples=min(STUDY.evaluate.n_samples, STUDY.data.n_test),
+        levels=" ".join(map(str, STUDY.analysis.levels)),
+        resamples=STUDY.analysis.resamples,
+        seed=STUDY.analysis.seed,
         data_name=DATA,
     message:
-        f"analyze {DATA}: fits with bootstrap CIs, memorisation onset, result checks"
+        f"analyze {DATA}: fits with bootstrap CIs, memorisation crossover, result checks"
     shell:
-        "python -m fmscale analyze {params.results:q} --n-samples {params.n_samples} "
+        "python -m fmscale analyze {params.results:q} --levels {params.levels} "
+        "--resamples {params.resamples} --seed {params.seed} "
         "--data-name {params.data_name:q} > {log:q} 2>&1"

@@ -5,8 +5,10 @@ import shlex
 
 from fmscale.study import (
     ANALYSIS_FIGURES,
+    ANALYSIS_TABLES,
     CELL_LOG_NAME,
     CELL_PATTERN,
+    FIGURE_FORMATS,
     PARAMS_DIR,
     REFERENCE_PATTERN,
     cells,

@@ -1,0 +1,166 @@
+"""The memorisation crossover: n* at each level, its exponent k, the ceiling, the collapse z,
+tau_mem at each level."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fmscale import crossover
+from fmscale.analysis import model_rows
+
+SCALES = {"tiny": 1e5, "small": 4e5, "base": 1.6e6}
+SIZES = [25, 50, 100, 200, 400, 800, 1600, 3200, 6400]
+
+
+def memorised(n_params, n, z=1.0):
+    """A memorised_fraction falling through 0.5 at n* = (n_params / 1000)^z: F(n / N^z)."""
+    return 1 / (1 + (n / (n_params**z / 1000**z)) ** 2)
+
+
+def summary(z=1.0, seeds=3, ceiling=1.0, noise=0.01):
+    rng = np.random.default_rng(0)
+    rows = [
+        {
+            "kind": "model",
+            "arch": "mlp",
+            "scale": scale,
+            "n_train": n,
+            "seed": seed,
+            "status": "ok",
+            "n_params": n_params,
+            "val_loss": 1.0,
+            "n_samples": 2000,
+            "memorised_fraction": float(
+                np.clip(memorised(n_params, n, z) + rng.normal(0, noise), 0, 1)
+            ),
+        }
+        for scale, n_params in SCALES.items()
+        for n in SIZES
+        for seed in range(seeds)
+    ]
+    rows += [
+        {
+            "kind": "reference",
+            "arch": "empirical_flow",
+            "scale": "",
+            "n_train": n,
+            "status": "ok",
+            "n_samples": 2000,
+            "memorised_fraction": ceiling,
+        }
+        for n in SIZES
+    ]
+    return pd.DataFrame(rows)
+
+
+def onset(frame, levels=(0.1, 0.5), resamples=200):
+    return crossover.onset(model_rows(frame), frame, levels, resamples, 0, 300)
+
+
+def test_crossing_interpolates_in_log_n_and_names_the_grid_edges():
+    log_n = np.log([100.0, 200.0, 400.0, 800.0])
+    crossing = crossover.log_crossing(log_n, np.array([0.9, 0.7, 0.3, 0.1]), 0.5)
+    assert math.exp(crossing) == pytest.approx(200 * math.sqrt(2))
+    assert crossover.log_crossing(log_n, np.array([0.9, 0.8, 0.7, 0.6]), 0.5) == np.inf
+    assert crossover.log_crossing(log_n, np.array([0.4, 0.3, 0.2, 0.1]), 0.5) == -np.inf
+    # The same curve crosses a lower level later, inside the grid.
+    assert math.exp(
+        crossover.log_crossing(log_n, np.array([0.4, 0.3, 0.2, 0.1]), 0.15)
+    ) == pytest.approx(400 * 2 ** (0.05 / 0.1))
+    # The last fall through the level counts: a dip and recovery before it does not.
+    assert math.exp(
+        crossover.log_crossing(log_n, np.array([0.9, 0.4, 0.9, 0.1]), 0.5)
+    ) == pytest.approx(400 * 2 ** (0.4 / 0.8))
+
+
+def test_n_star_at_each_level_and_k_recover_the_truth():
+    out = onset(summary())
+    assert out["levels"] == ["0.1", "0.5"]
+    for scale, n_params in SCALES.items():
+        for level, label in ((0.5, "0.5"), (0.1, "0.1")):
+            entry = out["n_star"][label]["mlp"][scale]
+            true = n_params / 1000 * math.sqrt(1 / level - 1)
+            assert entry["estimate"] == pytest.approx(true, rel=0.2)
+            low, high = entry["ci"]
+            assert low < entry["estimate"] < high
+    for label in ("0.1", "0.5"):
+        k = out["n_star_exponent"][label]["mlp"]
+        assert k["verdict"] == "ok" and k["estimate"] == pytest.approx(1.0, abs=0.1)
+        assert k["ci"][0] < 1.0 < k["ci"][1] or abs(k["estimate"] - 1) < 0.05
+
+
+def test_a_level_the_data_never_reaches_is_named_and_k_needs_three_scales():
+    frame = summary()
+    frame.loc[frame.kind == "model", "memorised_fraction"] *= 0.3  # never reaches 0.5
+    out = onset(frame)
+    assert {e["verdict"] for e in out["n_star"]["0.5"]["mlp"].values()} == {"below the grid"}
+    assert "0 of 3 scales" in out["n_star_exponent"]["0.5"]["mlp"]["verdict"]
+    assert out["n_star_exponent"]["0.1"]["mlp"]["verdict"] == "ok"
+
+
+def test_memorisation_is_read_against_the_exact_flow_ceiling():
+    out = onset(summary(ceiling=0.8))
+    assert out["ceiling"]["25"] == 0.8
+    cell = out["share_of_ceiling"]["mlp"]["base"]["25"]
+    assert cell["share_of_ceiling"] == pytest.approx(cell["fraction"] / 0.8)
+    low, high = cell["ci"]
+    assert low < cell["share_of_ceiling"] < high
+    # Seeds that all agree at 0 still get the binomial width, not a zero-width interval.
+    zero = out["share_of_ceiling"]["mlp"]["tiny"]["6400"]
+    assert zero["ci"][1] > 0
+
+
+def test_no_ceiling_rows_no_shares():
+    frame = summary()
+    out = onset(frame[frame.kind == "model"])
+    assert out["ceiling"] == {} and out["share_of_ceiling"]["mlp"]["tiny"] == {}
+
+
+@pytest.mark.parametrize("z", [1.0, 0.5])
+def test_the_collapse_recovers_z(z):
+    entry = onset(summary(z=z))["collapse"]["mlp"]
+    assert entry["verdict"] == "ok", entry
+    assert entry["estimate"] == pytest.approx(z, abs=0.1)
+    assert entry["ci"][0] <= z + 0.05 and z - 0.05 <= entry["ci"][1]
+
+
+def test_a_collapse_without_measured_shapes_is_unidentified():
+    frame = summary()
+    models = frame.kind == "model"
+    frame.loc[models & (frame.n_train > 25), "memorised_fraction"] = 0.0
+    entry = onset(frame)["collapse"]["mlp"]
+    assert entry["verdict"].startswith("unidentified") and "estimate" not in entry
+
+
+def test_tau_mem_at_each_level_and_its_exponent():
+    rows = []
+    for n, onset_step in ((100, 40), (400, 160), (1600, 640)):
+        for step in (10, 20, 40, 80, 160, 320, 640, 1280):
+            fraction = 0.9 if step >= onset_step else (0.3 if step >= onset_step / 2 else 0.0)
+            rows.append(
+                {
+                    "arch": "mlp",
+                    "scale": "tiny",
+                    "n_train": n,
+                    "seed": 0,
+                    "step": step,
+                    "memorised_fraction": fraction,
+                }
+            )
+    rows.append({**rows[-1], "n_train": 6400, "memorised_fraction": 0.0})
+    out = crossover.tau_mem(pd.DataFrame(rows), (0.1, 0.5))
+    high = out["0.5"]["mlp"]["tiny"]
+    assert high["cells"] == {
+        "n100/seed0": 40,
+        "n400/seed0": 160,
+        "n1600/seed0": 640,
+        "n6400/seed0": None,
+    }
+    assert high["exponent"]["estimate"] == pytest.approx(1.0)
+    low = out["0.1"]["mlp"]["tiny"]
+    assert low["cells"]["n100/seed0"] == 20 and low["cells"]["n1600/seed0"] == 320
+    assert crossover.tau_mem(pd.DataFrame(rows[:8]), (0.5,))["0.5"]["mlp"]["tiny"]["exponent"][
+        "verdict"
+    ].startswith("1 n_train")
