@@ -66,9 +66,18 @@ def test_crossing_interpolates_in_log_n_and_names_the_grid_edges():
     assert crossover.log_crossing(log_n, np.array([0.9, 0.8, 0.7, 0.6]), 0.5) == np.inf
     assert crossover.log_crossing(log_n, np.array([0.4, 0.3, 0.2, 0.1]), 0.5) == -np.inf
     # The same curve crosses a lower level later, inside the grid.
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    share = (logit(0.2) - logit(0.15)) / (logit(0.2) - logit(0.1))
     assert math.exp(
         crossover.log_crossing(log_n, np.array([0.4, 0.3, 0.2, 0.1]), 0.15)
-    ) == pytest.approx(400 * 2 ** (0.05 / 0.1))
+    ) == pytest.approx(400 * 2**share)
+    # Interpolated in logit against log n: a logistic onset's crossing is exact between points.
+    onset = 1 / (1 + (np.exp(log_n) / 300.0) ** 2)
+    for level in (0.1, 0.3, 0.5):
+        expected = 300 * (1 / level - 1) ** 0.5
+        if 100 < expected < 800:
+            found = math.exp(crossover.log_crossing(log_n, onset, level))
+            assert found == pytest.approx(expected, rel=1e-9)
     # The last fall through the level counts: a dip and recovery before it does not.
     assert math.exp(
         crossover.log_crossing(log_n, np.array([0.9, 0.4, 0.9, 0.1]), 0.5)
@@ -164,3 +173,13 @@ def test_tau_mem_at_each_level_and_its_exponent():
     assert crossover.tau_mem(pd.DataFrame(rows[:8]), (0.5,))["0.5"]["mlp"]["tiny"]["exponent"][
         "verdict"
     ].startswith("1 n_train")
+
+
+def test_a_crossing_between_grid_points_far_apart_is_named_coarse_and_left_out_of_k():
+    frame = summary()
+    coarse = frame[frame.n_train.isin([25, 200, 1600])]  # 8x steps
+    out = onset(coarse)
+    entry = out["n_star"]["0.5"]["mlp"]["small"]
+    assert entry["verdict"] == "coarse: between n = 200 and 1600 (8x)", entry
+    assert entry["bracket"] == [200, 1600] and "estimate" in entry
+    assert out["n_star_exponent"]["0.5"]["mlp"]["verdict"].startswith("0 of 3 scales")

@@ -127,10 +127,15 @@ def test_end_to_end_then_regenerate_without_training(tmp_path):
     assert "### mmd2_pca" in (results / "summary.md").read_text()
     assert (results / "params/synthetic/table.yaml").exists()
     assert len(list((results / "plots").glob("*.png"))) == 6
-    analysis = json.loads((results / "analysis.json").read_text())
-    assert analysis["fits"]["mlp"]["val_loss"]["verdict"] == "under-identified"  # 2 scales
+    workflow_analysis = (results / "analysis.json").read_bytes()
+    analysis = json.loads(workflow_analysis)
+    assert analysis["fits"]["mlp"]["val_loss"]["verdict"].startswith("under-identified: 2 scales")
     assert "## Result checks" in (results / "analysis.md").read_text()
-    assert len(list((results / "analysis").glob("*.png"))) == len(ANALYSIS_FIGURES)
+    for fmt in ("png", "pdf", "svg"):
+        assert len(list((results / "analysis").glob(f"*.{fmt}"))) == len(ANALYSIS_FIGURES)
+    # By hand, with no flags: the workflow's analysis, byte for byte (the same defaults).
+    subprocess.run([sys.executable, "-m", "fmscale", "analyze", str(results)], check=True)
+    assert (results / "analysis.json").read_bytes() == workflow_analysis
     (results / "summary.md").unlink()
     (results / "summary.csv").unlink()
     dry = job_counts(snakemake("-n", "--configfile", str(cfg)).stdout)

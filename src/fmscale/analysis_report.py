@@ -507,7 +507,7 @@ def _n_star_figure(report: dict[str, Any], path: Path) -> None:
     markers = "osD^v"
     for index, level in enumerate(report["levels"]):
         for arch, scales in report["n_star"][level].items():
-            points = [entry for entry in scales.values() if "estimate" in entry]
+            points = [entry for entry in scales.values() if entry.get("verdict") == "ok"]
             if not points:
                 continue
             x = np.array([entry["n_params"] for entry in points])
@@ -529,7 +529,7 @@ def _n_star_figure(report: dict[str, Any], path: Path) -> None:
         log_axes(ax, "x", "y")
         ax.legend(fontsize=6)
     else:
-        ax.text(0.5, 0.5, "no n* inside the grid", ha="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, "no ok n* (none inside the grid)", ha="center", transform=ax.transAxes)
     ax.set_xlabel("parameters")
     ax.set_ylabel("n* (memorised_fraction falls through the level)")
     _save(fig, path)
