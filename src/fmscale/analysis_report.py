@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import lawfit
+from . import crossover, lawfit
 from .analysis import CHECKS, N_LAW_PARAMETERS, LawResult, scale_order
 from .files import atomic_path, atomic_write
 from .interaction import CAPACITY_METRIC
@@ -151,9 +151,13 @@ def _n_star(report: dict[str, Any]) -> list[str]:
         "## Memorisation onset n*",
         "",
         f"n* = the n_train where memorised_fraction (mean over seeds) falls through each level "
-        f"({', '.join(levels)}), linear in log n; CI: seeds resampled within each n_train, "
-        f"each fraction redrawn as a binomial proportion of its samples (n_samples column, else "
-        f"{report['n_samples']}). A CI end beyond the grid shows as <grid / >grid.",
+        f"({', '.join(levels)}) for the last time, interpolated linearly in logit(fraction) "
+        "against log n; CI: seeds resampled within each n_train, each fraction redrawn as a "
+        "binomial proportion of its samples (n_samples column, else "
+        f"{report['n_samples']}). A CI end beyond the grid shows as <grid / >grid. Between grid "
+        f"points more than {crossover.MAX_BRACKET:g}x apart the interpolation, not the data, "
+        "places n*: such an estimate is printed with its `coarse` verdict and no CI "
+        "(`fmscale refine` proposes the n_train values that bracket it).",
         "",
     ]
     lines += _table(*_n_star_rows(report))

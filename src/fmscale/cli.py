@@ -197,7 +197,14 @@ def _cmd_reference(args: argparse.Namespace) -> int:
     cfg = _eval_config(args, settings["evaluate"])
     data = _dataset(args, settings["data"], args.n_train)
     rows = reference_rows(data, args.n_train, cfg)
-    atomic_write(args.out, json.dumps({"n_train": args.n_train, "references": rows}, indent=2))
+    out = {
+        "n_train": args.n_train,
+        "n_samples": min(cfg.n_samples, len(data.test)),
+        "solver": cfg.solver,
+        "headline_nfe": max(cfg.nfe),
+        "references": rows,
+    }
+    atomic_write(args.out, json.dumps(out, indent=2))
     return 0
 
 

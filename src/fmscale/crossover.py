@@ -240,8 +240,7 @@ def collapse(
     informative = [np.sum(means[scale == s] >= COLLAPSE_FLOOR) for s in np.unique(scale)]
     if sum(count >= 2 for count in informative) < 2:
         return {
-            "verdict": f"unidentified: fewer than 2 scales with 2 or more n_train at "
-            f"memorised_fraction >= {COLLAPSE_FLOOR} (the curves' shapes are not measured)"
+            "verdict": f"unidentified: < 2 scales with 2+ n_train memorising >= {COLLAPSE_FLOOR}"
         }
     losses = np.stack(
         [

@@ -216,16 +216,17 @@ def _cell_row(results: Path, cell: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _references(path: Path) -> tuple[dict[str, dict[str, Any]], int | None]:
-    """The reference rows of a ``references/n<N>.json`` (name -> metrics) and the samples
-    behind them."""
+def _references(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """The reference rows of a ``references/n<N>.json`` (name -> metrics) and the columns
+    every row shares (samples behind them, headline NFE; absent from older files)."""
     found = _read_json(path)
     if found is None:
         raise ResultsError(f"{path}: missing")
     refs = found[0].get("references")
     if not isinstance(refs, dict) or not all(isinstance(m, dict) for m in refs.values()):
         raise ResultsError(f"{path}: unreadable (no 'references' object of metrics)")
-    return refs, found[0].get(SAMPLES_FIELD)
+    shared = {key: found[0].get(key) for key in (SAMPLES_FIELD, "headline_nfe")}
+    return refs, shared
 
 
 def _reference_rows(results: Path, dataset: str, n_train: int) -> list[dict[str, Any]]:
@@ -234,12 +235,12 @@ def _reference_rows(results: Path, dataset: str, n_train: int) -> list[dict[str,
     base = {"kind": "reference", "dataset": dataset, "scale": "", "n_train": n_train, "seed": None}
     try:
         path = results / REFERENCE_PATTERN.format(dataset=dataset, n_train=n_train)
-        refs, n_samples = _references(path)
+        refs, shared = _references(path)
     except ResultsError as exc:
         return [
             {**base, "arch": name, "status": "missing", "error": str(exc)} for name in REFERENCES
         ]
-    base[SAMPLES_FIELD] = n_samples
+    base |= shared
     return [_reference_row(base, name, metrics) for name, metrics in refs.items()]
 
 
