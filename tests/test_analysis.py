@@ -1,5 +1,6 @@
 """The analysis of summary.csv: law fits, memorisation onset, comparisons, checks, the CLI."""
 
+import contextlib
 import json
 import math
 import subprocess
@@ -398,3 +399,18 @@ def test_batched_refits_reach_the_optima_of_l_bfgs_b():
 
 def test_wilson_bounds_are_clean_at_zero_and_one():
     assert wilson(0.0, 300)[0] == 0.0 and wilson(1.0, 300)[1] == 1.0
+
+
+@pytest.mark.parametrize(
+    "levels,needle",
+    [
+        (["0.5", "0.1"], "analysis.levels=[0.5, 0.1] must be distinct and increasing"),
+        (["1.5"], "must lie strictly between 0 and 1"),
+    ],
+)
+def test_bad_levels_exit_2_naming_the_setting(tmp_path, capsys, levels, needle):
+    clean_summary().to_csv(tmp_path / "summary.csv", index=False)
+    with pytest.raises(SystemExit) if levels == ["1.5"] else contextlib.nullcontext():
+        assert main(["analyze", str(tmp_path), "--levels", *levels]) == 2
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / "analysis.json").exists()

@@ -122,6 +122,8 @@ def test_end_to_end_then_regenerate_without_training(tmp_path):
     assert set(summary[summary.kind == "reference"].arch) == set(REFERENCES)
     assert (models.val_loss_ratio < 1).all()
     assert (models.epochs > 0).all() and (models.train_flops > 0).all()
+    # Every row says how many samples its sample metrics (memorised_fraction) stand on.
+    assert (summary[summary.status == "ok"].n_samples == 100).all()
     trajectories = pd.read_csv(results / "trajectories.csv")
     assert len(trajectories.groupby(["arch", "scale", "n_train", "seed"])) == 8
     assert "### mmd2_pca" in (results / "summary.md").read_text()
