@@ -1,9 +1,12 @@
 """Bootstrap draws for the analysis: stratified by cell and reproducible.
 
 Every draw keeps the study's design (each arch x scale x n_train cell stays in the resample):
-with two or more seeds in every cell, the seeds are resampled within each cell; with a single
-seed somewhere, the law's residuals are resampled instead (a residual bootstrap at the fixed
-design, the residuals inflated by sqrt(m / (m - p)) for the p fitted parameters). Torch-free.
+with two or more seeds in every cell, the seeds are resampled within each cell, their
+deviations from the cell's mean inflated by sqrt(k / (k - 1)) for k seeds (a resample of k
+values spreads (k - 1) / k as much as the values: with 3 seeds the floor E's CI covered the
+truth 77-85% of the time without it, benchmarks/recovery.py); with a single seed somewhere,
+the law's residuals are resampled instead (a residual bootstrap at the fixed design, inflated
+by sqrt(m / (m - p)) for the p fitted parameters). Torch-free.
 """
 
 from __future__ import annotations
@@ -63,7 +66,11 @@ def law_targets(
     size = len(points.log_target)
     if replicated(groups):
         picks = within_cells(groups, size, resamples, rng)
-        return points.log_target[picks], "seeds within cells"
+        centre, inflate = np.empty(size), np.empty(size)
+        for group in groups:
+            centre[group] = points.log_target[group].mean()
+            inflate[group] = np.sqrt(len(group) / (len(group) - 1))
+        return centre + inflate * (points.log_target[picks] - centre), "seeds within cells"
     fitted = lawfit.log_prediction(theta, points.log_params, points.log_n)
     residual = points.log_target - fitted
     residual = (residual - residual.mean()) * np.sqrt(size / max(size - free, 1))
