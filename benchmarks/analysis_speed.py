@@ -121,14 +121,13 @@ def main() -> None:
         numbers, figures = split(args.summary, tmp)
     rows = agreement(args.summary, args.resamples)
     lines = run_lines() + [
-        f"- `fmscale analyze` of {args.summary.relative_to(ROOT)}: {old:.1f} s at "
+        f"`fmscale analyze` of {args.summary.relative_to(ROOT)}: {old:.1f} s at "
         f"{args.baseline}, {new:.1f} s now ({old / new:.1f}x faster); now = {numbers:.1f} s of "
         f"numbers + {figures:.1f} s of figures and tables (in-process, imports excluded).",
-        f"- Refits of each law fit, {args.resamples} resamples: per-resample L-BFGS-B (the "
+        f"Refits of each law fit, {args.resamples} resamples: per-resample L-BFGS-B (the "
         "baseline's refit) against the batched solver, from the same starts; `as good`: the "
         "share where the batched objective is at most 1e-4 (relative) above L-BFGS-B's, "
         "`lower`: more than 1e-4 below it.",
-        "",
     ]
     columns = {
         "fit": ("fit", "{}"),

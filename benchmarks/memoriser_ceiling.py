@@ -56,7 +56,7 @@ def main() -> None:
     write_report(
         args.out,
         "The memorisation ceiling",
-        run_lines() + [""],
+        run_lines(),
         markdown_table(rows, columns),
         rows,
     )

@@ -72,6 +72,11 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=500)
     parser.add_argument("--grids", nargs="+", default=list(STUDIES), choices=list(STUDIES))
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "recovery")
+    parser.add_argument(
+        "--records",
+        action="store_true",
+        help="re-tabulate the records a previous run wrote, without simulating",
+    )
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     noise = pd.read_csv(STUDIES["cpu_validation"])
@@ -80,21 +85,24 @@ def main() -> None:
     for name in args.grids:
         grid = grid_of(pd.read_csv(STUDIES[name]), name, noise_from=noise)
         lines.append(
-            f"- {name}: params {[int(p) for p in grid.params]}, n_train {list(grid.sizes)}, "
+            f"{name}: params {[int(p) for p in grid.params]}, n_train {list(grid.sizes)}, "
             f"{grid.seeds} seed(s), seed sd of log val_loss "
             f"{ {n: round(v, 4) for n, v in grid.log_noise.items()} }, of memorised_fraction "
             f"{grid.fraction_noise:.4f}, {grid.n_samples} samples"
         )
-        records = recover(grid, args.simulations, args.resamples)
-        records.assign(grid=name).to_csv(args.out.with_name(f"{args.out.name}_{name}_records.csv"))
+        path = args.out.with_name(f"{args.out.name}_{name}_records.csv")
+        if args.records:
+            records = pd.read_csv(path, index_col=0)
+        else:
+            records = recover(grid, args.simulations, args.resamples)
+            records.assign(grid=name).to_csv(path)
         tables.append(summarise(records).assign(grid=name))
     table = pd.concat(tables, ignore_index=True)
     table["in_target"] = table.coverage.between(*TARGET).map({True: "yes", False: "no"})
     table.loc[table.ok == 0, "in_target"] = "-"
     lines += [
-        f"- {args.simulations} simulations per grid, {args.resamples} bootstrap resamples each;"
+        f"{args.simulations} simulations per grid, {args.resamples} bootstrap resamples each;"
         " coverage over the simulations whose verdict was ok (± its binomial 95% band).",
-        "",
     ]
     rows = table.drop(columns=["relative_error_ci"]).to_dict("records")
     write_report(args.out, "Parameter recovery", lines, markdown_table(rows, COLUMNS), rows)
