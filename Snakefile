@@ -25,6 +25,7 @@ include: "workflow/rules/params.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/refine.smk"
 include: "workflow/rules/summarize.smk"
 include: "workflow/rules/analyze.smk"
 

@@ -4,11 +4,11 @@
 
 rule summarize:
     input:
-        metrics=cell_files("metrics.json"),
-        references=expand(
-            f"{RESULTS}/{REFERENCE_PATTERN}", dataset=DATA, n_train=GRID["n_train"]
-        ),
+        # the grid's cells and n_train, then those of the refinement rounds (refine.smk)
+        metrics=study_files("metrics.json"),
+        references=study_references,
         params=expand(f"{PARAMS}/params.csv", dataset=DATA),
+        rounds=[refine_file(r) for r in range(1, REFINE.rounds + 1)],
     output:
         csv=report(
             f"{RESULTS}/summary.csv",

@@ -1,0 +1,75 @@
+# Adaptive refinement of n_train around the memorisation crossover (grid.refine, docs/refine.md).
+# Round r reads the evaluated cells of the grid and of the rounds before it and writes the
+# cells it adds to refine/<dataset>/round<r>.json (a checkpoint); train, evaluate and
+# reference then run them as grid cells and summarize lists them. rounds: 0 runs nothing here.
+from fmscale.refine import REFINE_PATTERN, read_round
+
+REFINE = STUDY.grid.refine
+
+
+def refine_file(round_):
+    """The file of refinement round ``round_`` of the study's dataset."""
+    return f"{RESULTS}/{REFINE_PATTERN.format(dataset=DATA, round=round_)}"
+
+
+def round_cells(rounds):
+    """The cells rounds 1 .. ``rounds`` added (Snakemake runs each round's checkpoint first)."""
+    found = []
+    for round_ in range(1, rounds + 1):
+        found += read_round(
+            checkpoints.refine.get(dataset=DATA, round=round_).output[0]
+        )
+    return found
+
+
+def study_files(name, rounds=REFINE.rounds):
+    """An input function: the file ``name`` of every grid cell, then of every cell refinement
+    rounds 1 .. ``rounds`` added."""
+
+    def files(wildcards):
+        refined = [
+            f"{RESULTS}/{CELL_PATTERN.format(**c)}/{name}" for c in round_cells(rounds)
+        ]
+        return cell_files(name) + refined
+
+    return files
+
+
+def study_references(wildcards):
+    """The reference rows of every n_train of the grid and of the refined cells."""
+    refined = sorted(
+        {c["n_train"] for c in round_cells(REFINE.rounds)} - set(GRID["n_train"])
+    )
+    return [
+        f"{RESULTS}/{REFERENCE_PATTERN.format(dataset=DATA, n_train=n)}"
+        for n in [*GRID["n_train"], *refined]
+    ]
+
+
+checkpoint refine:
+    input:
+        metrics=lambda wildcards: study_files(
+            "metrics.json", int(wildcards.round) - 1
+        )(wildcards),
+        rounds=lambda wildcards: [
+            refine_file(r) for r in range(1, int(wildcards.round))
+        ],
+    output:
+        f"{RESULTS}/{REFINE_PATTERN}",
+    log:
+        f"{RESULTS}/logs/refine/{{dataset}}/round{{round}}.log",
+    wildcard_constraints:
+        round=r"[1-9][0-9]*",
+    conda:
+        CPU_ENV
+    params:
+        results=RESULTS,
+        settings=settings(STUDY, "grid", "data"),
+        levels=" ".join(map(str, STUDY.analysis.levels)),
+        points=REFINE.points,
+    message:
+        "refine {wildcards.dataset} round {wildcards.round}: n_train values where memorised_fraction crosses {params.levels}"
+    shell:
+        "python -m fmscale refine {params.results:q} --settings {params.settings:q} "
+        "--round {wildcards.round} --levels {params.levels} --points {params.points} "
+        "-o {output:q} > {log:q} 2>&1"
