@@ -39,3 +39,4 @@ rule all:
         rules.summarize.output,
         rules.analyze.output,
         rules.summarize.input.metrics,
+        rules.summarize.input.refined_metrics,

@@ -102,6 +102,7 @@ def propose(
     present for the arch x scale in any status (a failed cell too) are never proposed again.
     """
     models = rows[rows.kind == "model"]
+    models = models.assign(memorised_fraction=pd.to_numeric(models.memorised_fraction))
     done = models[(models.status == "ok") & models.memorised_fraction.notna()]
     out = []
     for (arch, scale), part in models.groupby(["arch", "scale"], sort=False):

@@ -7,11 +7,6 @@ from fmscale.refine import REFINE_PATTERN, read_round
 REFINE = STUDY.grid.refine
 
 
-def refine_file(round_):
-    """The file of refinement round ``round_`` of the study's dataset."""
-    return f"{RESULTS}/{REFINE_PATTERN.format(dataset=DATA, round=round_)}"
-
-
 def round_cells(rounds):
     """The cells rounds 1 .. ``rounds`` added (Snakemake runs each round's checkpoint first)."""
     found = []
@@ -22,38 +17,33 @@ def round_cells(rounds):
     return found
 
 
-def study_files(name, rounds=REFINE.rounds):
-    """An input function: the file ``name`` of every grid cell, then of every cell refinement
-    rounds 1 .. ``rounds`` added."""
+def refined_files(name, rounds=REFINE.rounds):
+    """An input function: the file ``name`` of every cell refinement rounds 1 .. ``rounds``
+    added (none when refinement is off)."""
 
     def files(wildcards):
-        refined = [
+        return [
             f"{RESULTS}/{CELL_PATTERN.format(**c)}/{name}" for c in round_cells(rounds)
         ]
-        return cell_files(name) + refined
 
     return files
 
 
-def study_references(wildcards):
-    """The reference rows of every n_train of the grid and of the refined cells."""
-    refined = sorted(
-        {c["n_train"] for c in round_cells(REFINE.rounds)} - set(GRID["n_train"])
-    )
+def refined_references(wildcards):
+    """The reference rows of every n_train the refinement rounds added."""
+    sizes = {c["n_train"] for c in round_cells(REFINE.rounds)} - set(GRID["n_train"])
     return [
         f"{RESULTS}/{REFERENCE_PATTERN.format(dataset=DATA, n_train=n)}"
-        for n in [*GRID["n_train"], *refined]
+        for n in sorted(sizes)
     ]
 
 
 checkpoint refine:
     input:
-        metrics=lambda wildcards: study_files(
+        metrics=cell_files("metrics.json"),
+        refined_metrics=lambda wildcards: refined_files(
             "metrics.json", int(wildcards.round) - 1
         )(wildcards),
-        rounds=lambda wildcards: [
-            refine_file(r) for r in range(1, int(wildcards.round))
-        ],
     output:
         f"{RESULTS}/{REFINE_PATTERN}",
     log:

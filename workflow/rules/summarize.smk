@@ -4,11 +4,14 @@
 
 rule summarize:
     input:
-        # the grid's cells and n_train, then those of the refinement rounds (refine.smk)
-        metrics=study_files("metrics.json"),
-        references=study_references,
+        metrics=cell_files("metrics.json"),
+        references=expand(
+            f"{RESULTS}/{REFERENCE_PATTERN}", dataset=DATA, n_train=GRID["n_train"]
+        ),
         params=expand(f"{PARAMS}/params.csv", dataset=DATA),
-        rounds=[refine_file(r) for r in range(1, REFINE.rounds + 1)],
+        # the cells and n_train of the refinement rounds (refine.smk; none when it is off)
+        refined_metrics=refined_files("metrics.json"),
+        refined_references=refined_references,
     output:
         csv=report(
             f"{RESULTS}/summary.csv",
