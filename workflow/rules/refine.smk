@@ -38,6 +38,11 @@ def refined_references(wildcards):
     ]
 
 
+def round_results(wildcards, output):
+    """The results folder a round's file is in (REFINE_PATTERN's folders up)."""
+    return os.path.dirname(output[0]).rsplit(os.sep, REFINE_PATTERN.count("/"))[0]
+
+
 checkpoint refine:
     input:
         metrics=cell_files("metrics.json"),
@@ -53,7 +58,7 @@ checkpoint refine:
     conda:
         CPU_ENV
     params:
-        results=RESULTS,
+        results=round_results,
         settings=settings(STUDY, "grid", "data"),
         levels=" ".join(map(str, STUDY.analysis.levels)),
         points=REFINE.points,
