@@ -154,7 +154,7 @@ def test_log_points_are_sorted_distinct_integers_strictly_inside(lo, hi, points)
 
 def test_new_cells_are_every_seed_of_each_proposed_n():
     found = propose(frame({10: 0.9, 40: 0.0}), (0.5,), 2)
-    made = new_cells(found, [0, 3], "synthetic")
+    made = new_cells(found, iter([0, 3]), "synthetic")  # any iterable of seeds
     assert [tuple(c) for c in made] == [CELL_KEYS] * 4
     assert [(c["n_train"], c["seed"]) for c in made] == [(16, 0), (16, 3), (25, 0), (25, 3)]
     assert {c["dataset"] for c in made} == {"synthetic"}

@@ -30,7 +30,7 @@ BELOW = "below the grid"
 ABOVE = "above the grid"
 NO_FREE_N = "no free n_train inside"
 ALREADY_RUN = "already run"
-NO_CELLS = "no finished cell"
+NO_CELLS = "no finished cell to bracket"
 """What ``Proposal.reason`` starts with: new n_train values proposed (INSIDE) or why none."""
 
 
@@ -40,7 +40,7 @@ class RefineError(ValueError):
 
 @dataclass(frozen=True)
 class Proposal:
-    """One arch x scale: its bracket (the grid's n_train values ``lo`` < ``hi`` and their mean
+    """One arch x scale: its bracket (n_train values run, ``lo`` < ``hi``, and their mean
     memorised_fraction; None where there is no bracket), why, and the n_train values added."""
 
     arch: str
@@ -133,8 +133,9 @@ def propose(
 
 def new_cells(proposals: Iterable[Proposal], seeds: Iterable[int], dataset: str) -> list[dict]:
     """The cells of the proposed n_train values: every seed of each (arch, scale, n)."""
+    seeds = [int(seed) for seed in seeds]
     return [
-        dict(zip(CELL_KEYS, (dataset, p.arch, p.scale, n, int(seed)), strict=True))
+        dict(zip(CELL_KEYS, (dataset, p.arch, p.scale, n, seed), strict=True))
         for p in proposals
         for n in p.n_train
         for seed in seeds
