@@ -25,6 +25,7 @@ include: "workflow/rules/params.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/refine.smk"
 include: "workflow/rules/summarize.smk"
 include: "workflow/rules/analyze.smk"
 
@@ -38,3 +39,4 @@ rule all:
         rules.summarize.output,
         rules.analyze.output,
         rules.summarize.input.metrics,
+        rules.summarize.input.refined_metrics,

@@ -256,6 +256,46 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_refine(args: argparse.Namespace) -> int:
+    import json
+
+    from .config import ConfigError, DataConfig, RefineConfig, from_section
+    from .files import atomic_write
+    from .refine import propose, refined_cells, round_document
+
+    AnalysisConfig(tuple(args.levels)).check()  # names the flag's key
+    settings = _settings(args)
+    if settings["grid"]:  # the study's cells from their run folders (the workflow's rounds)
+        from .study import cells
+        from .summarize import cell_rows
+
+        grid = settings["grid"]
+        dataset = DataConfig.from_dict(settings["data"]).name
+        round_ = args.round or 1
+        listed = cells({**grid, "datasets": [dataset]})
+        rows = cell_rows(args.results, listed + refined_cells(args.results, dataset, round_ - 1))
+        seeds = grid["seeds"]
+        points = args.points or from_section(RefineConfig, grid.get("refine"), "grid.refine").points
+    else:  # every finished cell of summary.csv
+        if args.round is not None:
+            raise ConfigError("--round reads a study's run folders: give --config or --settings")
+        from .analysis import one_dataset, read_summary
+
+        path = Path(args.results) / "summary.csv"
+        rows, dataset = one_dataset(read_summary(path), args.data_name, path)
+        models = rows[rows.kind == "model"]
+        seeds = sorted(int(s) for s in models.seed.dropna().unique())
+        points, round_ = args.points or RefineConfig.points, None
+    proposals = propose(rows, tuple(args.levels), points)
+    for proposal in proposals:
+        print(proposal.describe())
+    document = round_document(proposals, seeds, dataset, args.levels, points, round_)
+    print(f"{len(document['cells'])} new cell(s) ({len(seeds)} seed(s) each n_train)")
+    if args.out:
+        atomic_write(args.out, json.dumps(document, indent=2) + "\n")
+    return 0
+
+
 def _fraction(text: str) -> float:
     """An argparse type: a number strictly between 0 and 1."""
     try:
@@ -466,6 +506,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="the dataset to analyse, when summary.csv holds several (its data.name)",
     )
     p.set_defaults(func=_cmd_analyze)
+
+    from .config import RefineConfig
+
+    p = sub.add_parser(
+        "refine",
+        help="n_train values to add where memorised_fraction crosses its levels (docs/refine.md)",
+    )
+    p.add_argument("results", help="results folder holding summary.csv")
+    p.add_argument(
+        "--levels",
+        type=_fraction,
+        nargs="+",
+        default=list(defaults.levels),
+        help="memorised_fraction levels bracketed, increasing "
+        f"(default {' '.join(map(str, defaults.levels))}; config: analysis.levels)",
+    )
+    p.add_argument(
+        "--points",
+        type=_count(1),
+        help=f"n_train values per bracket (default {RefineConfig.points}; "
+        "config: grid.refine.points)",
+    )
+    p.add_argument(
+        "--data-name", help="the dataset, when summary.csv holds several (its data.name)"
+    )
+    p.add_argument("-o", "--out", help="write the proposals and new cells (JSON) here")
+    p.add_argument(
+        "--config",
+        help="study config: read its grid's cells (and earlier rounds') from their run folders, "
+        "not summary.csv",
+    )
+    p.add_argument("--settings", help="the same as one JSON string (the workflow's)")
+    p.add_argument(
+        "--round",
+        type=_count(1),
+        help="with --config / --settings: the round, reading the cells of rounds before it "
+        "(default 1)",
+    )
+    p.set_defaults(func=_cmd_refine)
 
     p = sub.add_parser(
         "migrate",

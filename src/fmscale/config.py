@@ -258,13 +258,33 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class RefineConfig:
+    """Adaptive refinement of n_train around the memorisation crossover (``fmscale.refine``,
+    docs/refine.md): ``rounds`` rounds (0: off), each adding ``points`` log-spaced n_train
+    values (every seed) inside each arch x scale's bracket of ``analysis.levels``.
+
+    ``points`` 2: a round cuts a bracket's log-width by 3 with 2 cells per seed (1 halves it
+    with one cell, but rounds run one after the other; 3 cuts it by 4 with 3 cells).
+    """
+
+    rounds: int = 0
+    points: int = 2
+
+    def check(self) -> None:
+        _at_least(self, "grid.refine", 0, "rounds")
+        _at_least(self, "grid.refine", 1, "points")
+
+
+@dataclass(frozen=True)
 class GridConfig:
-    """The study's axes: every arch x scale x n_train x seed is one cell."""
+    """The study's axes: every arch x scale x n_train x seed is one cell; ``refine`` adds
+    cells at n_train values between the grid's (off by default)."""
 
     archs: tuple[str, ...]
     scales: tuple[str, ...]
     n_train: tuple[int, ...]
     seeds: tuple[int, ...]
+    refine: RefineConfig = field(default_factory=RefineConfig)
 
     def check(self) -> None:
         for name in ("archs", "scales", "n_train", "seeds"):

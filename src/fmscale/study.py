@@ -102,7 +102,7 @@ def cells(grid: dict[str, Any]) -> list[dict[str, Any]]:
 
 def study_grid(study: StudyConfig) -> dict[str, list]:
     """The study's grid with its one dataset as the first axis."""
-    return {"datasets": [study.data.name], **study.section("grid")}
+    return {"datasets": [study.data.name], **_section(study, "grid")}
 
 
 def _pattern_regex(pattern: str) -> re.Pattern[str]:
@@ -273,4 +273,14 @@ def settings(study: StudyConfig, *sections: str) -> str:
     Each rule gets only the sections it reads, so Snakemake reruns a job when (and only when)
     settings it depends on change: a new seed or evaluation NFE retrains nothing.
     """
-    return json.dumps({name: study.section(name) for name in sections}, sort_keys=True)
+    return json.dumps({name: _section(study, name) for name in sections}, sort_keys=True)
+
+
+def _section(study: StudyConfig, name: str) -> dict[str, Any]:
+    """One resolved section; the grid's axes only: the cells ``grid.refine`` adds reach the
+    jobs that read them as files (``refine.REFINE_PATTERN``), so a study without refinement
+    gives its rules the settings it gave them before refinement existed."""
+    section = study.section(name)
+    if name == "grid":
+        section.pop("refine")
+    return section

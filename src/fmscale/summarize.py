@@ -16,7 +16,9 @@ from typing import Any
 import pandas as pd
 
 from .files import atomic_path, atomic_write
+from .refine import refined_cells
 from .study import (
+    CELL_KEYS,
     CELL_LOG_NAME,
     CELL_PATTERN,
     GRID_AXES,
@@ -251,10 +253,19 @@ def _reference_row(base: dict[str, Any], name: str, metrics: dict[str, Any]) -> 
     return {**base, "arch": name, "status": "ok", **metrics}
 
 
+def _cell_key(cell: dict[str, Any]) -> tuple:
+    return tuple(cell[k] for k in CELL_KEYS)
+
+
 def discover_grids(results: Path) -> dict[str, dict[str, list]]:
-    """Per dataset, the grid implied by its run folders present, datasets in name order."""
+    """Per dataset, the grid implied by its run folders present (those of refined cells left
+    out: they are listed on their own), datasets in name order."""
     folders = (p.relative_to(results) for p in results.glob("runs/*/*/*/*/*") if p.is_dir())
     found = [cell for cell in map(parse_cell_dir, folders) if cell is not None]
+    refined = {
+        _cell_key(c) for d in {c["dataset"] for c in found} for c in refined_cells(results, d)
+    }
+    found = [c for c in found if _cell_key(c) not in refined]
     axes = (("archs", "arch"), ("scales", "scale"), ("n_train", "n_train"), ("seeds", "seed"))
     return {
         dataset: {
@@ -276,6 +287,14 @@ def study_grids(results: Path, grid: dict[str, list] | None) -> dict[str, dict[s
         return grids
     own = {dataset: {**grid, "datasets": [dataset]} for dataset in grid["datasets"]}
     return own | {d: g for d, g in grids.items() if d not in own}
+
+
+def study_cells(results: Path, dataset: str, grid: dict[str, list]) -> list[dict[str, Any]]:
+    """The cells summarised for one dataset: its grid's, then those the refinement rounds
+    added (``refine.refined_cells``, whether finished or not)."""
+    listed = cells(grid)
+    keys = {_cell_key(c) for c in listed}
+    return listed + [c for c in refined_cells(results, dataset) if _cell_key(c) not in keys]
 
 
 def _results_folder(results: str | Path) -> Path:
@@ -317,15 +336,25 @@ def _frame(rows: list[dict[str, Any]], synthetic: bool) -> pd.DataFrame:
 def collect(
     results: str | Path, grid: dict[str, list] | None = None, synthetic: bool = False
 ) -> pd.DataFrame:
-    """One row per cell of ``study_grids`` (failed, stale or missing cells included) and per
-    reference row, every dataset's; ``synthetic``: the study's data is (keep its columns)."""
+    """One row per cell of ``study_grids`` and of the refinement rounds (failed, stale or
+    missing cells included) and per reference row at each of their n_train, every dataset's;
+    ``synthetic``: the study's data is (keep its columns)."""
     results = _results_folder(results)
     rows = []
     for dataset, part in study_grids(results, grid).items():
-        rows += [_cell_row(results, c) for c in cells(part)]
-        for n_train in part["n_train"]:
+        listed = study_cells(results, dataset, part)
+        rows += [_cell_row(results, c) for c in listed]
+        refined = sorted({c["n_train"] for c in listed} - set(part["n_train"]))
+        for n_train in [*part["n_train"], *refined]:
             rows += _reference_rows(results, dataset, n_train)
     return _frame(rows, synthetic)
+
+
+def cell_rows(results: str | Path, listed: list[dict[str, Any]]) -> pd.DataFrame:
+    """The summary rows of the cells ``listed`` (status ok, failed or stale, with their
+    metrics), as ``collect`` makes them: what a refinement round reads."""
+    results = _results_folder(results)
+    return _frame([_cell_row(results, c) for c in listed], synthetic=True)
 
 
 def _fmt(values: pd.Series, empty: str) -> str:
@@ -343,7 +372,10 @@ def _params_label(n: float) -> str:
 
 
 def _model_entry(part: pd.DataFrame, metric: str) -> str:
-    """One table cell from the model rows of one arch, scale and n_train."""
+    """One table cell from the model rows of one arch, scale and n_train; empty where the
+    study has no such cell (an n_train refinement added for other archs or scales)."""
+    if part.empty:
+        return ""
     return _fmt(part[metric], "STALE" if (part.status == "stale").any() else "FAILED")
 
 
@@ -451,6 +483,24 @@ def summary_markdown(frame: pd.DataFrame, grids: dict[str, dict[str, list]]) -> 
     return "\n".join(parts) + "\n"
 
 
+def _refined_sizes(models: pd.DataFrame, grid: dict[str, list]) -> list[str]:
+    """A section naming the n_train values refinement added per arch x scale; none if none."""
+    added = models[~models.n_train.isin(grid["n_train"])]
+    if added.empty:
+        return []
+    rows = [
+        f"| {arch} | {scale} | {', '.join(str(n) for n in sorted(part.n_train.unique()))} |"
+        for (arch, scale), part in added.groupby(["arch", "scale"], sort=False)
+    ]
+    note = (
+        "n_train values the refinement rounds added around the memorisation crossover "
+        "(`refine/<dataset>/round<r>.json`, docs/refine.md); the tables leave their columns "
+        "empty for the other archs and scales."
+    )
+    head = ["", "### Refined n_train", "", note, "", "| arch | scale | n_train added |"]
+    return [*head, "|---|---|---|", *rows]
+
+
 def _dataset_markdown(frame: pd.DataFrame, dataset: str, grid: dict[str, list]) -> list[str]:
     """One dataset's part of summary.md."""
     models = frame[frame.kind == "model"]
@@ -469,6 +519,9 @@ def _dataset_markdown(frame: pd.DataFrame, dataset: str, grid: dict[str, list]) 
     )
     parts += _missing_references(frame[frame.kind == "reference"])
     parts += _skipped_references(frame[frame.kind == "reference"])
+    parts += _refined_sizes(models, grid)
+    if not models.n_train.isin(grid["n_train"]).all():  # refined columns, in order
+        grid = {**grid, "n_train": sorted({*grid["n_train"], *map(int, models.n_train)})}
     unscored = [m for m in HEADLINE_METRICS if m in SYNTHETIC_ONLY and _empty(frame, m)]
     if unscored and len(models):
         parts += [

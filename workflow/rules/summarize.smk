@@ -9,6 +9,9 @@ rule summarize:
             f"{RESULTS}/{REFERENCE_PATTERN}", dataset=DATA, n_train=GRID["n_train"]
         ),
         params=expand(f"{PARAMS}/params.csv", dataset=DATA),
+        # the cells and n_train of the refinement rounds (refine.smk; none when it is off)
+        refined_metrics=refined_files("metrics.json"),
+        refined_references=refined_references,
     output:
         csv=report(
             f"{RESULTS}/summary.csv",
