@@ -76,6 +76,18 @@ def test_below_the_grid_proposes_nothing():
     assert p.reason.startswith(BELOW) and (p.lo, p.hi, p.n_train) == (None, None, ())
 
 
+def test_with_min_n_a_crossing_below_the_grid_is_looked_for_below_it():
+    rows = frame({16: 0.09, 64: 0.0, 256: 0.0})
+    (p,) = propose(rows, (0.1, 0.5), 2, min_n=2)
+    assert p.reason.startswith(BELOW) and "looking below it" in p.reason
+    assert p.n_train == (2, 6)  # log-spaced from max(2, 16 / 8) up to 16
+    assert propose(rows, (0.1, 0.5), 2, min_n=12)[0].n_train == (12, 14)
+    (none,) = propose(rows, (0.1, 0.5), 2, min_n=16)
+    assert none.n_train == () and none.reason.startswith(NO_FREE_N)
+    already = pd.concat([rows, frame({2: 0.5, 6: 0.2}, status="failed")])
+    assert propose(already, (0.1, 0.5), 2, min_n=2)[0].reason.startswith(ALREADY_RUN)
+
+
 def test_above_the_grid_proposes_nothing():
     p = one(frame({10: 0.9, 20: 0.4, 40: 0.1}))
     assert p.reason.startswith(ABOVE) and (p.lo, p.hi, p.n_train) == (10, None, ())

@@ -275,7 +275,9 @@ def _cmd_refine(args: argparse.Namespace) -> int:
         listed = cells({**grid, "datasets": [dataset]})
         rows = cell_rows(args.results, listed + refined_cells(args.results, dataset, round_ - 1))
         seeds = grid["seeds"]
-        points = args.points or from_section(RefineConfig, grid.get("refine"), "grid.refine").points
+        refine = from_section(RefineConfig, grid.get("refine"), "grid.refine")
+        points = args.points or refine.points
+        min_n = refine.min_n if args.min_n is None else args.min_n
     else:  # every finished cell of summary.csv
         if args.round is not None:
             raise ConfigError("--round reads a study's run folders: give --config or --settings")
@@ -286,7 +288,8 @@ def _cmd_refine(args: argparse.Namespace) -> int:
         models = rows[rows.kind == "model"]
         seeds = sorted(int(s) for s in models.seed.dropna().unique())
         points, round_ = args.points or RefineConfig.points, None
-    proposals = propose(rows, tuple(args.levels), points)
+        min_n = RefineConfig.min_n if args.min_n is None else args.min_n
+    proposals = propose(rows, tuple(args.levels), points, min_n)
     for proposal in proposals:
         print(proposal.describe())
     document = round_document(proposals, seeds, dataset, args.levels, points, round_)
@@ -527,6 +530,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_count(1),
         help=f"n_train values per bracket (default {RefineConfig.points}; "
         "config: grid.refine.points)",
+    )
+    p.add_argument(
+        "--min-n",
+        type=_count(0),
+        help="look below the grid for a crossing there, down to this n_train (default "
+        f"{RefineConfig.min_n}: never; config: grid.refine.min_n)",
     )
     p.add_argument(
         "--data-name", help="the dataset, when summary.csv holds several (its data.name)"

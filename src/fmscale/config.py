@@ -265,13 +265,17 @@ class RefineConfig:
 
     ``points`` 2: a round cuts a bracket's log-width by 3 with 2 cells per seed (1 halves it
     with one cell, but rounds run one after the other; 3 cuts it by 4 with 3 cells).
+    ``min_n`` > 0: a crossing below the grid (every mean under the lowest level) is looked for
+    below it too, ``points`` values from max(min_n, smallest / BELOW_REACH) up to the smallest
+    n_train (0: never below the grid).
     """
 
     rounds: int = 0
     points: int = 2
+    min_n: int = 0
 
     def check(self) -> None:
-        _at_least(self, "grid.refine", 0, "rounds")
+        _at_least(self, "grid.refine", 0, "rounds", "min_n")
         _at_least(self, "grid.refine", 1, "points")
 
 

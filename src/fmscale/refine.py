@@ -22,6 +22,8 @@ import pandas as pd
 from .config import AnalysisConfig, RefineConfig
 from .study import CELL_KEYS
 
+BELOW_REACH = 8
+"""How far below the smallest n_train a round looks for a crossing below the grid (a factor)."""
 REFINE_PATTERN = "refine/{dataset}/round{round}.json"
 """The cells refinement round ``round`` added to a dataset, under the results folder."""
 
@@ -90,13 +92,25 @@ def bracket(means: pd.Series, levels: Sequence[float]) -> tuple[int | None, int 
     return lo, int(after.index[0]), f"{INSIDE} the bracket"
 
 
+def below_points(smallest: int, min_n: int, points: int) -> list[int]:
+    """``points`` log-spaced integers from max(min_n, smallest / BELOW_REACH) up to (not
+    including) ``smallest``: where to look for a crossing below the grid."""
+    start = max(min_n, smallest / BELOW_REACH)
+    if start >= smallest:
+        return []
+    inner = np.rint(np.geomspace(start, smallest, points + 1)[:-1]).astype(int)
+    return sorted({int(n) for n in inner if min_n <= n < smallest})
+
+
 def propose(
     rows: pd.DataFrame,
     levels: Sequence[float] = AnalysisConfig.levels,
     points: int = RefineConfig.points,
+    min_n: int = RefineConfig.min_n,
 ) -> list[Proposal]:
     """Per arch x scale of ``rows`` (summary.csv's rows of one dataset), in order of
-    appearance: its bracket and up to ``points`` new n_train values inside it.
+    appearance: its bracket and up to ``points`` new n_train values inside it (with
+    ``min_n`` > 0, below the grid when the crossing lies there: ``below_points``).
 
     Means are over the seeds of finished model cells (kind model, status ok); n_train values
     present for the arch x scale in any status (a failed cell too) are never proposed again.
@@ -119,9 +133,14 @@ def propose(
             "mean_hi": None if hi is None else float(means[hi]),
         }
         new: list[int] = []
+        run = {int(n) for n in part.n_train}
+        candidates = None
         if hi is not None:
-            run = {int(n) for n in part.n_train}
             candidates = log_points(lo, hi, points)
+        elif lo is None and min_n > 0:
+            candidates = below_points(int(means.index[0]), min_n, points)
+            reason += f"; looking below it, down to n_train {min_n} at the least"
+        if candidates is not None:
             new = [n for n in candidates if n not in run]
             if not candidates:
                 reason = f"{NO_FREE_N} the bracket"

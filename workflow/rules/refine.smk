@@ -62,9 +62,11 @@ checkpoint refine:
         settings=settings(STUDY, "grid", "data"),
         levels=" ".join(map(str, STUDY.analysis.levels)),
         points=REFINE.points,
+        min_n=REFINE.min_n,
     message:
         "refine {wildcards.dataset} round {wildcards.round}: n_train values where memorised_fraction crosses {params.levels}"
     shell:
         "python -m fmscale refine {params.results:q} --settings {params.settings:q} "
         "--round {wildcards.round} --levels {params.levels} --points {params.points} "
+        "--min-n {params.min_n} "
         "-o {output:q} > {log:q} 2>&1"
