@@ -223,7 +223,8 @@ def _collapse(collapse: dict[str, Any]) -> list[str]:
         "",
         "z: the exponent at which the scales' memorised_fraction curves, drawn against "
         "log n - z log N, lie closest (mean squared gap between each point and every other "
-        "scale's curve where it covers it; pairs both below 0.02 left out), searched on "
+        "scale's curve where it covers it; pairs both below the level of unseen rows (the "
+        "largest real_holdout memorised_fraction, at least 0.02) left out), searched on "
         "-1..3 in steps of 0.01; CI from the same resamples as n*. A critical size growing "
         "~ N, the theory's reading, is z = 1; z = 0 is no dependence on N. Loss: - where "
         "fewer than 3 pairs overlap.",

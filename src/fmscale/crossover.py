@@ -36,7 +36,8 @@ validation grid's 4x steps recover n* within ~5%; the default study's 8x steps d
 COLLAPSE_Z = np.round(np.arange(-1.0, 3.0001, 0.01), 2)
 """The collapse exponents searched (the estimate at either end is reported as at bound)."""
 COLLAPSE_FLOOR = 0.02
-"""A pair of points both below this memorised_fraction says nothing about the collapse."""
+"""A pair of points both below this memorised_fraction (or below the level of unseen rows,
+real_holdout's, when higher) says nothing about the collapse."""
 MIN_COLLAPSE_PAIRS = 3
 """Overlapping informative pairs a collapse exponent needs."""
 
@@ -163,6 +164,16 @@ def ceilings(summary: pd.DataFrame) -> dict[int, dict[str, float]]:
     }
 
 
+def unseen_level(summary: pd.DataFrame) -> float:
+    """The largest memorised_fraction of real_holdout (rows the model never saw): below it a
+    fraction says nothing about copying (0 without the reference rows)."""
+    rows = summary[
+        (summary.kind == "reference") & (summary.arch == "real_holdout") & (summary.status == "ok")
+    ]
+    found = rows.memorised_fraction.dropna()
+    return float(found.max()) if len(found) else 0.0
+
+
 def against_ceiling(
     means: pd.Series, errors: dict[int, float], ceiling: dict[int, dict[str, float]], n_samples: int
 ) -> dict[str, Any]:
@@ -200,11 +211,13 @@ def _cell_error(part: pd.DataFrame, n_samples: int) -> dict[int, float]:
     return out
 
 
-def collapse_loss(x: np.ndarray, scale: np.ndarray, y: np.ndarray) -> np.ndarray:
+def collapse_loss(
+    x: np.ndarray, scale: np.ndarray, y: np.ndarray, floor: float = COLLAPSE_FLOOR
+) -> np.ndarray:
     """How far apart the scales' curves lie at one abscissa ``x`` [m] (per row of y [R, m]):
     the mean squared difference between each point and every other scale's curve, linear in
-    x, where that curve covers it; pairs of two near-zero fractions are left out. inf where
-    fewer than MIN_COLLAPSE_PAIRS pairs remain."""
+    x, where that curve covers it; pairs of two fractions below ``floor`` are left out. inf
+    where fewer than MIN_COLLAPSE_PAIRS pairs remain."""
     i_list, j0_list, j1_list, w_list = [], [], [], []
     for s in np.unique(scale):
         own = np.flatnonzero(scale == s)
@@ -226,25 +239,29 @@ def collapse_loss(x: np.ndarray, scale: np.ndarray, y: np.ndarray) -> np.ndarray
     w = np.array(w_list)
     predicted = (1 - w) * y[:, j0_list] + w * y[:, j1_list]
     actual = y[:, i_list]
-    informative = np.maximum(actual, predicted) >= COLLAPSE_FLOOR
+    informative = np.maximum(actual, predicted) >= floor
     count = informative.sum(axis=1)
     total = ((actual - predicted) ** 2 * informative).sum(axis=1)
     return np.where(count >= MIN_COLLAPSE_PAIRS, total / np.maximum(count, 1), np.inf)
 
 
 def collapse(
-    log_n: np.ndarray, log_params: np.ndarray, scale: np.ndarray, means: np.ndarray, draws
+    log_n: np.ndarray,
+    log_params: np.ndarray,
+    scale: np.ndarray,
+    means: np.ndarray,
+    draws: np.ndarray,
+    floor: float = COLLAPSE_FLOOR,
 ) -> dict[str, Any]:
     """z of memorised_fraction ~ F(log n - z log N): the z on COLLAPSE_Z whose collapse loss
-    is least, for the cell means and for each bootstrap row of ``draws`` [R, m]."""
-    informative = [np.sum(means[scale == s] >= COLLAPSE_FLOOR) for s in np.unique(scale)]
+    is least, for the cell means and for each bootstrap row of ``draws`` [R, m]; fractions
+    below ``floor`` (the level of unseen rows, at least COLLAPSE_FLOOR) carry no shape."""
+    informative = [np.sum(means[scale == s] >= floor) for s in np.unique(scale)]
     if sum(count >= 2 for count in informative) < 2:
-        return {
-            "verdict": f"unidentified: < 2 scales with 2+ n_train memorising >= {COLLAPSE_FLOOR}"
-        }
+        return {"verdict": f"unidentified: < 2 scales with 2+ n_train memorising >= {floor:.3g}"}
     losses = np.stack(
         [
-            collapse_loss(log_n - z * log_params, scale, np.vstack([means, draws]))
+            collapse_loss(log_n - z * log_params, scale, np.vstack([means, draws]), floor)
             for z in COLLAPSE_Z
         ]
     )
@@ -313,6 +330,7 @@ def onset(
             scale_of,
             np.array([d[3] for d in design]),
             np.hstack([draws[s][1] for s in order]),
+            max(COLLAPSE_FLOOR, unseen_level(summary)),
         )
     return {
         "levels": labels,
