@@ -183,3 +183,16 @@ def test_a_crossing_between_grid_points_far_apart_is_named_coarse_and_left_out_o
     assert entry["verdict"] == "coarse: between n = 200 and 1600 (8x)", entry
     assert entry["bracket"] == [200, 1600] and "estimate" in entry
     assert out["n_star_exponent"]["0.5"]["mlp"]["verdict"].startswith("0 of 3 scales")
+
+
+def test_fractions_below_the_level_of_unseen_rows_carry_no_collapse():
+    frame = summary()
+    holdout = frame[frame.arch == "empirical_flow"].assign(arch="real_holdout")
+    assert (
+        onset(pd.concat([frame, holdout.assign(memorised_fraction=0.01)]))["collapse"]["mlp"][
+            "verdict"
+        ]
+        == "ok"
+    )
+    entry = onset(pd.concat([frame, holdout.assign(memorised_fraction=0.995)]))["collapse"]["mlp"]
+    assert entry["verdict"] == "unidentified: < 2 scales with 2+ n_train memorising >= 0.995"
