@@ -53,7 +53,7 @@ def test_plan_prints_jobs_flops_gpu_hours_disk_and_cpu_time(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv,needle",
     [
-        (["--utilisation", "0"], "--utilisation: 0.0 must be in (0, 1]"),
+        (["--utilisation", "0"], "--utilisation: 0.0 must lie in (0, 1]"),
         (["--cpu-steps", "-1"], "--cpu-steps: -1 must be >= 0"),
     ],
 )

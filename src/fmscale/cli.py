@@ -299,15 +299,20 @@ def _cmd_refine(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fraction(text: str) -> float:
-    """An argparse type: a number strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must lie strictly between 0 and 1")
-    return value
+def _fraction(one: bool = False):
+    """An argparse type: a number in (0, 1), or (0, 1] when ``one`` is allowed."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (0 < value <= 1 if one else 0 < value < 1):
+            span = "in (0, 1]" if one else "strictly between 0 and 1"
+            raise argparse.ArgumentTypeError(f"{value} must lie {span}")
+        return value
+
+    return parse
 
 
 def _count(low: int):
@@ -342,17 +347,6 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         atomic_write(Path(args.out), text.encode())
     print(text, end="")
     return 0
-
-
-def _share(text: str) -> float:
-    """An argparse type: a number in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{value} must be in (0, 1]")
-    return value
 
 
 def _device(text: str) -> str:
@@ -479,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = AnalysisConfig()
     p.add_argument(
         "--levels",
-        type=_fraction,
+        type=_fraction(),
         nargs="+",
         default=list(defaults.levels),
         help="memorised_fraction levels of n* and tau_mem, increasing "
@@ -519,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", help="results folder holding summary.csv")
     p.add_argument(
         "--levels",
-        type=_fraction,
+        type=_fraction(),
         nargs="+",
         default=list(defaults.levels),
         help="memorised_fraction levels bracketed, increasing "
@@ -577,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--utilisation",
-        type=_share,
+        type=_fraction(one=True),
         default=DEFAULT_UTILISATION,
         help=f"assumed share of the GPU's peak (default {DEFAULT_UTILISATION})",
     )
