@@ -264,7 +264,7 @@ def test_conda_envs_list_every_required_package():
     # The GPU env pins the mamba extra's tested range, from conda-forge.
     assert set(project["optional-dependencies"]["mamba"]) <= set(envs["fmscale-gpu.yaml"])
     rules = "".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
-    assert len(re.findall(r"^rule ", rules, re.M)) == rules.count("conda:")
+    assert len(re.findall(r"^(?:rule|checkpoint) ", rules, re.M)) == rules.count("conda:")
 
 
 FAKE_CONDA = """#!/bin/sh
