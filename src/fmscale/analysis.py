@@ -1,9 +1,10 @@
 """The study's analysis from ``summary.csv`` (and ``trajectories.csv``) alone: scaling-law fits
-with bootstrap CIs, memorisation onset, paired comparisons and result checks.
+with bootstrap CIs and named verdicts, the memorisation crossover (``crossover``), paired
+comparisons and result checks.
 
-Writes ``analysis.json`` (its shape is documented in README.md, "Analysis"), ``analysis.md``
-and the figures under ``analysis/``. Deterministic: every bootstrap draws from a generator
-seeded by ``Settings.seed`` and the name of what it resamples. Torch-free.
+Writes ``analysis.json`` (its shape: docs/analysis.md), ``analysis.md``, the figures and the
+LaTeX tables under ``analysis/``. Deterministic: every bootstrap draws from a generator seeded
+by ``Settings.seed`` and the name of what it resamples. Torch-free.
 """
 
 from __future__ import annotations
