@@ -196,3 +196,14 @@ def test_fractions_below_the_level_of_unseen_rows_carry_no_collapse():
     )
     entry = onset(pd.concat([frame, holdout.assign(memorised_fraction=0.995)]))["collapse"]["mlp"]
     assert entry["verdict"] == "unidentified: < 2 scales with 2+ n_train memorising >= 0.995"
+
+
+def test_a_crossing_where_unseen_rows_score_the_level_is_not_ok():
+    frame = summary()
+    holdout = frame[frame.arch == "empirical_flow"].assign(arch="real_holdout")
+    holdout["memorised_fraction"] = np.where(holdout.n_train == 200, 0.2, 0.0)
+    out = onset(pd.concat([frame, holdout]))
+    tiny = out["n_star"]["0.1"]["mlp"]["tiny"]  # crosses 0.1 at n = 300, between 200 and 400
+    assert tiny["bracket"] == [200, 400]
+    assert tiny["verdict"] == "unseen rows score 0.2 there (real_holdout)"
+    assert out["n_star"]["0.5"]["mlp"]["tiny"]["verdict"] == "ok"  # at 0.5 it is above them

@@ -157,7 +157,8 @@ def _n_star(report: dict[str, Any]) -> list[str]:
         f"{report['n_samples']}). A CI end beyond the grid shows as <grid / >grid. Between grid "
         f"points more than {crossover.MAX_BRACKET:g}x apart the interpolation, not the data, "
         "places n*: such an estimate is printed with its `coarse` verdict and no CI "
-        "(`fmscale refine` proposes the n_train values that bracket it).",
+        "(`fmscale refine` proposes the n_train values that bracket it); so is one where "
+        "rows the model never saw (real_holdout) already score the level.",
         "",
     ]
     lines += _table(*_n_star_rows(report))

@@ -99,25 +99,38 @@ def _bound(log_value: float) -> float | None:
     return float(math.exp(log_value)) if math.isfinite(log_value) else None
 
 
-def n_star_entry(log_n: np.ndarray, means: np.ndarray, draws: np.ndarray, level: float) -> dict:
+def n_star_entry(
+    log_n: np.ndarray,
+    means: np.ndarray,
+    draws: np.ndarray,
+    level: float,
+    unseen: dict[int, float] | None = None,
+) -> dict:
     """n* at one level: estimate and CI, or the side of the grid it lies beyond. Between grid
     points more than MAX_BRACKET apart the interpolation, not the data, decides the estimate
-    (benchmarks/recovery.py: +100% bias at 8x): its verdict says so, and k leaves it out."""
+    (benchmarks/recovery.py: +100% bias at 8x): its verdict says so, and k leaves it out. So
+    it does when rows the model never saw (``unseen``: real_holdout's memorised_fraction per
+    n_train) already score the level at either bracketing size: the criterion's own false
+    positives, not copying, would be crossing."""
     estimate = float(log_crossing(log_n, means, level))
     if not math.isfinite(estimate):
         return {"verdict": "above the grid" if estimate > 0 else "below the grid"}
     crossings = log_crossing(log_n, draws, level)
     j = min(int(np.searchsorted(log_n, estimate, side="right")), len(log_n) - 1)
-    low, high = math.exp(log_n[max(j - 1, 0)]), math.exp(log_n[j])
-    wide = high / low > MAX_BRACKET * (1 + 1e-9)
+    low, high = round(math.exp(log_n[max(j - 1, 0)])), round(math.exp(log_n[j]))
+    floor = max((unseen or {}).get(n, 0.0) for n in (low, high))
+    if high / low > MAX_BRACKET * (1 + 1e-9):
+        verdict = f"coarse: between n = {low} and {high} ({high / low:.3g}x)"
+    elif floor >= level:
+        verdict = f"unseen rows score {floor:.3g} there (real_holdout)"
+    else:
+        verdict = "ok"
     return {
         "estimate": math.exp(estimate),
         "ci": [_bound(v) for v in percentile_ci(crossings)],
         "inside_grid": float(np.isfinite(crossings).mean()),
-        "bracket": [round(low), round(high)],
-        "verdict": f"coarse: between n = {low:.0f} and {high:.0f} ({high / low:.3g}x)"
-        if wide
-        else "ok",
+        "bracket": [low, high],
+        "verdict": verdict,
     }
 
 
@@ -164,14 +177,13 @@ def ceilings(summary: pd.DataFrame) -> dict[int, dict[str, float]]:
     }
 
 
-def unseen_level(summary: pd.DataFrame) -> float:
-    """The largest memorised_fraction of real_holdout (rows the model never saw): below it a
-    fraction says nothing about copying (0 without the reference rows)."""
+def unseen_levels(summary: pd.DataFrame) -> dict[int, float]:
+    """real_holdout's memorised_fraction per n_train (rows the model never saw): at or below
+    it a fraction says nothing about copying (empty without the reference rows)."""
     rows = summary[
         (summary.kind == "reference") & (summary.arch == "real_holdout") & (summary.status == "ok")
-    ]
-    found = rows.memorised_fraction.dropna()
-    return float(found.max()) if len(found) else 0.0
+    ].dropna(subset=["memorised_fraction"])
+    return {int(row.n_train): float(row.memorised_fraction) for row in rows.itertuples()}
 
 
 def against_ceiling(
@@ -302,6 +314,7 @@ def onset(
     shares: dict[str, dict] = {}
     collapses: dict[str, dict] = {}
     top = ceilings(summary)
+    unseen = unseen_levels(summary)
     for arch, part in rows.groupby("arch"):
         arch = str(arch)
         order = list(part.groupby("scale").n_params.median().sort_values(kind="stable").index)
@@ -317,7 +330,7 @@ def onset(
             draws[scale] = (log_n, boot, params)
             design += [(scale, math.log(n), math.log(params), m) for n, m in means.items()]
             for label, level in zip(labels, levels, strict=True):
-                entry = n_star_entry(log_n, means.to_numpy(), boot, level)
+                entry = n_star_entry(log_n, means.to_numpy(), boot, level, unseen)
                 n_star[label].setdefault(arch, {})[str(scale)] = {"n_params": params} | entry
             errors = _cell_error(cell, n_samples)
             shares.setdefault(arch, {})[str(scale)] = against_ceiling(means, errors, top, n_samples)
@@ -330,7 +343,7 @@ def onset(
             scale_of,
             np.array([d[3] for d in design]),
             np.hstack([draws[s][1] for s in order]),
-            max(COLLAPSE_FLOOR, unseen_level(summary)),
+            max([COLLAPSE_FLOOR, *unseen.values()]),
         )
     return {
         "levels": labels,
