@@ -315,6 +315,18 @@ def _fraction(one: bool = False):
     return parse
 
 
+def _levels_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--levels``, shared by analyze and refine: defaults from ``AnalysisConfig``."""
+    levels = AnalysisConfig.levels
+    parser.add_argument(
+        "--levels",
+        type=_fraction(),
+        nargs="+",
+        default=list(levels),
+        help=f"{what}, increasing (default {' '.join(map(str, levels))}; config: analysis.levels)",
+    )
+
+
 def _count(low: int):
     """An argparse type: an integer >= ``low``."""
 
@@ -471,14 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("results", help="results folder holding summary.csv (and trajectories.csv)")
     defaults = AnalysisConfig()
-    p.add_argument(
-        "--levels",
-        type=_fraction(),
-        nargs="+",
-        default=list(defaults.levels),
-        help="memorised_fraction levels of n* and tau_mem, increasing "
-        f"(default {' '.join(map(str, defaults.levels))}; config: analysis.levels)",
-    )
+    _levels_argument(p, "memorised_fraction levels of n* and tau_mem")
     p.add_argument(
         "--resamples",
         type=_count(10),
@@ -511,14 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="n_train values to add where memorised_fraction crosses its levels (docs/refine.md)",
     )
     p.add_argument("results", help="results folder holding summary.csv")
-    p.add_argument(
-        "--levels",
-        type=_fraction(),
-        nargs="+",
-        default=list(defaults.levels),
-        help="memorised_fraction levels bracketed, increasing "
-        f"(default {' '.join(map(str, defaults.levels))}; config: analysis.levels)",
-    )
+    _levels_argument(p, "memorised_fraction levels bracketed")
     p.add_argument(
         "--points",
         type=_count(1),

@@ -14,18 +14,18 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from .config import AnalysisConfig, RefineConfig
-from .study import CELL_KEYS
+from .study import CELL_KEYS, REFINE_PATTERN
+
+if TYPE_CHECKING:  # pandas only where proposals are made: refine.smk imports this at DAG time
+    import pandas as pd
 
 BELOW_REACH = 8
 """How far below the smallest n_train a round looks for a crossing below the grid (a factor)."""
-REFINE_PATTERN = "refine/{dataset}/round{round}.json"
-"""The cells refinement round ``round`` added to a dataset, under the results folder."""
 
 INSIDE = "crossing inside"
 BELOW = "below the grid"
@@ -115,6 +115,8 @@ def propose(
     Means are over the seeds of finished model cells (kind model, status ok); n_train values
     present for the arch x scale in any status (a failed cell too) are never proposed again.
     """
+    import pandas as pd
+
     models = rows[rows.kind == "model"]
     models = models.assign(memorised_fraction=pd.to_numeric(models.memorised_fraction))
     done = models[(models.status == "ok") & models.memorised_fraction.notna()]

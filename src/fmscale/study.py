@@ -43,6 +43,8 @@ LEGACY_CELL_PATTERN = "runs/{arch}/{scale}/n{n_train}/seed{seed}"
 CELL_LOG_NAME = "{dataset}/{arch}_{scale}_n{n_train}_seed{seed}"
 """A cell's name in per-job logs and benchmarks (``logs/<rule>/<name>.log``)."""
 REFERENCE_PATTERN = "references/{dataset}/n{n_train}.json"
+REFINE_PATTERN = "refine/{dataset}/round{round}.json"
+"""The cells refinement round ``round`` added to a dataset (``fmscale.refine``)."""
 """The reference rows of one dataset and n_train, under the results folder."""
 PARAMS_DIR = "params/{dataset}"
 """The gate's outputs for one dataset: ``params.csv``, ``params.md`` and ``table.yaml`` (the
@@ -278,7 +280,7 @@ def settings(study: StudyConfig, *sections: str) -> str:
 
 def _section(study: StudyConfig, name: str) -> dict[str, Any]:
     """One resolved section; the grid's axes only: the cells ``grid.refine`` adds reach the
-    jobs that read them as files (``refine.REFINE_PATTERN``), so a study without refinement
+    jobs that read them as files (``REFINE_PATTERN``), so a study without refinement
     gives its rules the settings it gave them before refinement existed."""
     section = study.section(name)
     if name == "grid":

@@ -2,7 +2,8 @@
 # Round r reads the evaluated cells of the grid and of the rounds before it and writes the
 # cells it adds to refine/<dataset>/round<r>.json (a checkpoint); train, evaluate and
 # reference then run them as grid cells and summarize lists them. rounds: 0 runs nothing here.
-from fmscale.refine import REFINE_PATTERN, read_round
+from fmscale.refine import read_round
+from fmscale.study import REFINE_PATTERN
 
 REFINE = STUDY.grid.refine
 
