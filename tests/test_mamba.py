@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fmscale.models import MAMBA_FUSED_AVAILABLE, MambaBlock, create_model, mamba_kernels
-from fmscale.models.mamba import causal_depthwise_conv, mamba_path
+from fmscale.models import MAMBA_FUSED_AVAILABLE, MambaBlock, create_model, mamba, mamba_kernels
+from fmscale.models.mamba import causal_depthwise_conv, mamba_kernel
 from fmscale.models.scan import BLOCK_ELEMENTS, SCAN_FORMS, block_rows, selective_scan
 
 
@@ -222,9 +222,13 @@ def test_missing_kernels_fall_back_to_the_scan_with_a_warning(
             mamba_kernels.fused_kernels()  # cached: one warning per process
         assert not kernels.available and needle in kernels.reason
         assert len(caplog.records) == 1 and needle in caplog.records[0].getMessage()
-        assert mamba_path(torch.device("cuda")) == "scan"
+        with monkeypatch.context() as patch:
+            patch.setattr(mamba, "_FUSED_DEVICE_TYPES", ("cuda", "cpu"))
+            mamba._fused_call.cache_clear()
+            assert mamba_kernel(torch.device("cpu")) == ("scan", kernels.reason)
     finally:
         mamba_kernels.fused_kernels.cache_clear()
+        mamba._fused_call.cache_clear()
 
 
 def test_complete_kernels_are_taken():
@@ -234,7 +238,7 @@ def test_complete_kernels_are_taken():
 
 
 def test_cpu_inputs_take_the_scan_whatever_is_installed():
-    assert mamba_path(torch.device("cpu")) == "scan"
+    assert mamba_kernel(torch.device("cpu")) == ("scan", "cpu inputs run the scan")
 
 
 @pytest.mark.parametrize(

@@ -29,8 +29,8 @@ from fmscale.models import MambaBlock, create_model, mamba, mamba_kernels
 from fmscale.models.configs import MambaConfig
 from fmscale.models.mamba import MambaVelocity
 
-VERSIONS = ("2.2.5", "2.3.2.post1")
-"""The ends of the pyproject's ``mamba-ssm>=2.2.5,<=2.3.2.post1``."""
+VERSIONS = ("2.3.0", "2.3.2.post1")
+"""The ends of the pyproject's ``mamba-ssm>=2.3.0,<=2.3.2.post1``."""
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fmscale-tests"
 PURE, FUSED = ("cuda",), ("cuda", "cpu")
 """``_FUSED_DEVICE_TYPES`` for CPU inputs on the pure-PyTorch scan and on the fused call."""
@@ -48,8 +48,9 @@ def upstream_sources(request) -> Path:
 @pytest.fixture
 def load(upstream_sources, monkeypatch):
     """``load_interface`` on the sources, its modules in sys.modules for this test only, and
-    ``fused_kernels`` looked up afresh in the test and after it."""
+    ``fused_kernels`` and the per-device ``fused_call`` decided afresh in the test and after it."""
     mamba_kernels.fused_kernels.cache_clear()
+    mamba._fused_call.cache_clear()
 
     def load_it(**options):
         setitem = lambda name, made: monkeypatch.setitem(sys.modules, name, made)  # noqa: E731
@@ -57,6 +58,7 @@ def load(upstream_sources, monkeypatch):
 
     yield load_it
     mamba_kernels.fused_kernels.cache_clear()
+    mamba._fused_call.cache_clear()
 
 
 @pytest.fixture
@@ -74,6 +76,11 @@ def fused_calls(load, monkeypatch) -> list[torch.Tensor]:
     monkeypatch.setattr(interface, "mamba_inner_fn", recording)
     monkeypatch.setattr(interface, "torch", TorchAutocastOnCpu())
     monkeypatch.setattr(mamba_kernels, "_import_interface", lambda: interface)
+    with monkeypatch.context() as patch:  # the once-per-device probe, before the test's calls
+        patch.setattr(mamba, "_FUSED_DEVICE_TYPES", FUSED)
+        assert mamba.fused_call(torch.device("cpu")).available
+    assert len(calls) == 1
+    calls.clear()
     return calls
 
 
@@ -234,7 +241,7 @@ def test_missing_kernel_falls_back_to_pure_scan_with_a_warning(cause, load, monk
     assert reason in caplog.text
     with monkeypatch.context() as patch:
         patch.setattr(mamba, "_FUSED_DEVICE_TYPES", FUSED)
-        assert mamba.mamba_path(x.device) == "scan"
+        assert mamba.mamba_kernel(x.device)[0] == "scan"
     torch.testing.assert_close(out, run(block, (x,), monkeypatch, PURE)[0], atol=0, rtol=0)
 
 
@@ -262,3 +269,79 @@ def test_compiled_model_on_the_cpu_scan_matches_eager_with_gradients():
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     for g, w in zip(got_grads, want_grads, strict=True):
         torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-4)
+
+
+def test_a_gpu_older_than_the_kernels_runs_the_scan_and_says_why(fused_calls, monkeypatch, caplog):
+    """A V100 (compute capability 7.0): mamba-ssm >= 2.3 has no code for it, so no launch."""
+    mamba._fused_call.cache_clear()
+    monkeypatch.setattr(mamba_kernels, "device_capability", lambda device: (7, 0))
+    monkeypatch.setattr(mamba, "_FUSED_DEVICE_TYPES", FUSED)
+    with caplog.at_level(logging.WARNING, logger=mamba.__name__):
+        kernel, reason = mamba.mamba_kernel(torch.device("cpu"))
+        block, (x,) = block_and_inputs()
+        block(x)
+    assert kernel == "scan" and "compute capability 7.0" in reason and "7.5 and newer" in reason
+    assert reason in caplog.text and not fused_calls  # neither probed nor called
+
+
+def test_a_fused_call_that_fails_its_probe_runs_the_scan(load, monkeypatch, caplog):
+    """Kernels that import but cannot launch (a build without this GPU's code)."""
+    interface = load()
+
+    def no_kernel_image(*args, **kwargs):
+        raise RuntimeError("CUDA error: no kernel image is available for execution on the device")
+
+    monkeypatch.setattr(interface, "mamba_inner_fn", no_kernel_image)
+    monkeypatch.setattr(mamba_kernels, "_import_interface", lambda: interface)
+    monkeypatch.setattr(mamba, "_FUSED_DEVICE_TYPES", FUSED)
+    block, (x,) = block_and_inputs()
+    with caplog.at_level(logging.WARNING, logger=mamba.__name__):
+        out = block(x)  # the first input decides, and runs the scan
+        kernel, reason = mamba.mamba_kernel(x.device)
+    assert kernel == "scan" and "failed its probe" in reason and "no kernel image" in reason
+    assert caplog.text.count("failed its probe") == 1  # decided once per device
+    torch.testing.assert_close(out, run(block, (x,), monkeypatch, PURE)[0], atol=0, rtol=0)
+
+
+def test_probing_leaves_the_random_stream_as_it_was(fused_calls, monkeypatch):
+    mamba._fused_call.cache_clear()
+    monkeypatch.setattr(mamba, "_FUSED_DEVICE_TYPES", FUSED)
+    torch.manual_seed(0)
+    assert mamba.fused_call(torch.device("cpu")).available and len(fused_calls) == 1
+    probed = torch.rand(4)
+    torch.manual_seed(0)
+    torch.testing.assert_close(probed, torch.rand(4), atol=0, rtol=0)
+
+
+@pytest.fixture
+def tiny_study():
+    """The tiny test config's data and a train config of 2 steps."""
+    from fmscale.config import TrainConfig, from_section, read_yaml
+    from fmscale.data import DataConfig, build_dataset
+
+    settings = read_yaml(Path(__file__).with_name("tiny_config.yaml"))
+    data = build_dataset(DataConfig.from_dict(settings["data"]), 300)
+    return data, lambda **kw: from_section(TrainConfig, {**settings["train"], **kw}, "train")
+
+
+def test_a_cell_on_an_old_gpu_records_the_scan_and_require_fused_fails_it(
+    fused_calls, monkeypatch, tiny_study, tmp_path
+):
+    from fmscale.train import CellSpec, RequiresFused, train_cell
+
+    data, cfg = tiny_study
+    mamba._fused_call.cache_clear()
+    monkeypatch.setattr(mamba_kernels, "device_capability", lambda device: (7, 0))
+    monkeypatch.setattr(mamba, "_FUSED_DEVICE_TYPES", FUSED)
+    spec = CellSpec("mamba", "tiny", 100, 0)
+    cell = train_cell(spec, data, cfg(steps=2), tmp_path / "scan", progress=False)
+    assert cell["mamba_kernel"] == "scan"
+    assert "compute capability 7.0" in cell["mamba_kernel_reason"]
+    with pytest.raises(RequiresFused, match="compute capability 7.0.*require_fused: false"):
+        train_cell(spec, data, cfg(steps=2, require_fused=True), tmp_path / "req", progress=False)
+    # On a GPU the kernels have code for, the same cell runs them, and require_fused lets it.
+    mamba._fused_call.cache_clear()
+    monkeypatch.setattr(mamba_kernels, "device_capability", lambda device: (8, 0))
+    cell = train_cell(spec, data, cfg(steps=2, require_fused=True), tmp_path / "fused")
+    assert (cell["mamba_kernel"], cell["mamba_kernel_reason"]) == ("fused", "")
+    assert len(fused_calls) > 1  # the probe and the training steps

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from fmscale.config import TrainConfig, from_section, read_yaml
 from fmscale.data import DataConfig, build_dataset
-from fmscale.train import CellSpec, NonFiniteLoss, Trainer, train_cell
+from fmscale.train import CellSpec, NonFiniteLoss, RequiresFused, Trainer, train_cell
 
 CONFIG = Path(__file__).with_name("tiny_config.yaml")
 SETTINGS = read_yaml(CONFIG)
@@ -51,7 +51,7 @@ def test_training_learns_and_writes_its_outputs(tmp_path, data):
     ):
         assert cell[key] is not None or key == "git_revision", key
     assert json.loads((tmp_path / "cell.json").read_text())["steps"] == 150
-    assert cell["mamba_path"] is None  # no Mamba block in this cell
+    assert cell["mamba_kernel"] is None  # no Mamba block in this cell
     assert {"torch", "torch_cuda", "mamba-ssm", "causal-conv1d"} <= set(cell["versions"])
     assert cell["samples_seen"] == 150 * 64 and cell["epochs"] == pytest.approx(150 * 64 / 500)
     # An MLP step costs ~6 FLOPs per parameter per row (2 forward, 4 backward), sampling ~2.
@@ -77,9 +77,30 @@ def test_snapshots_are_thinned_to_their_share_of_the_training_flops():
     assert affordable_points(off, snapshot_flops=1, step_flops=1) == 0
 
 
-def test_a_mamba_cell_records_the_path_it_ran(tmp_path, data):
+def test_a_mamba_cell_records_the_kernel_it_ran(tmp_path, data):
     cell = train_cell(CellSpec("mamba", "tiny", 100, 0), data, cfg(steps=2), tmp_path, None, False)
-    assert cell["mamba_path"] == "scan"  # CPU: the pure-PyTorch scan
+    assert cell["mamba_kernel"] == "scan"  # CPU: the pure-PyTorch scan
+    assert cell["mamba_kernel_reason"] == "cpu inputs run the scan"
+
+
+def test_require_fused_fails_a_mamba_cell_on_the_scan_before_training(tmp_path, data):
+    with pytest.raises(RequiresFused, match="require_fused is true, but Mamba would run its"):
+        train_cell(
+            CellSpec("mamba", "tiny", 100, 0), data, cfg(steps=2, require_fused=True), tmp_path
+        )
+    assert not (tmp_path / "ckpt").exists()  # nothing trained, nothing to resume
+    # An arch without Mamba blocks has no kernel to require.
+    cell = train_cell(
+        CellSpec("mlp", "tiny", 100, 0), data, cfg(steps=2, require_fused=True), tmp_path / "m"
+    )
+    assert cell["mamba_kernel"] is None
+
+
+def test_a_lap_is_read_after_the_device_sync():
+    from fmscale.train import _Stopwatch
+
+    watch = _Stopwatch(sync=lambda: time.sleep(0.05))  # a device still running queued steps
+    assert watch.lap() >= 0.05
 
 
 def test_an_epoch_budget_trains_each_cell_its_own_passes(tmp_path, data):

@@ -612,7 +612,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     from .config import ConfigError
     from .data import DataError
-    from .train import CannotWrite, CellBusy, NonFiniteLoss, OutOfMemory, Preempted
+    from .train import (
+        CannotWrite,
+        CellBusy,
+        NonFiniteLoss,
+        OutOfMemory,
+        Preempted,
+        RequiresFused,
+    )
 
     if getattr(args, "threads", None):
         import torch
@@ -635,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
     except CannotWrite as exc:  # read-only folder, full disk: names the path
         print(f"error: {exc}", file=sys.stderr)
         return 74  # EX_IOERR
-    except (ConfigError, DataError, ValueError) as exc:
+    except (ConfigError, DataError, ValueError, RequiresFused) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

@@ -173,6 +173,7 @@ class TrainConfig:
     tf32: bool = True
     fused_adamw: bool = True
     compile: bool = False
+    require_fused: bool = False  # a Mamba cell fails rather than run its scan (not mamba-ssm's)
 
     def check(self) -> None:
         _at_least(self, "train", 1, "batch_size", "ckpt_every", "keep_ckpts", "log_every")

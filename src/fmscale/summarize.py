@@ -66,6 +66,7 @@ COLUMNS = (
     "train_time_s",
     "steps_per_s",
     "device",
+    "mamba_kernel",
     "status",
     "error",
     "val_loss",
@@ -88,6 +89,9 @@ TRAIN_FIELDS = {
     "device": "device",
 }
 """cell.json key -> summary column."""
+MAMBA_KERNEL_KEYS = ("mamba_kernel", "mamba_path")
+"""cell.json keys naming the kernel Mamba ran (``fused`` / ``scan``; null without Mamba):
+``mamba_path`` in cells trained before the name changed."""
 BUDGET_FIELDS = ("epochs", "samples_seen", "train_flops", "sampling_flops_per_sample_per_nfe")
 """cell.json keys of the budget and compute (absent from cells trained before them)."""
 METRIC_FIELDS = ("val_loss", "val_loss_zero_velocity", "val_loss_ratio", "headline_nfe", "metrics")
@@ -179,6 +183,7 @@ def _train_columns(folder: Path) -> tuple[dict[str, Any], str | None]:
     _require(info, TRAIN_FIELDS, path)
     columns = {column: info[key] for key, column in TRAIN_FIELDS.items()}
     columns |= {key: info[key] for key in BUDGET_FIELDS if key in info}
+    columns["mamba_kernel"] = next((info[k] for k in MAMBA_KERNEL_KEYS if k in info), None)
     return columns, cell_digest(raw)
 
 

@@ -13,6 +13,7 @@ import copy
 import csv
 import dataclasses
 import fcntl
+import functools
 import json
 import logging
 import math
@@ -22,7 +23,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,13 +41,16 @@ from .files import atomic_write
 from .flops import count_flops
 from .flow import build_field, cfm_loss, ot_pair
 from .models import resolve_row
-from .models.mamba import MambaBlock, mamba_path
+from .models.mamba import MambaBlock, mamba_kernel
 from .models.mamba_kernels import package_versions
 from .study import TRAJECTORY_FIELDS
 from .trajectory import TrajectoryScorer, affordable_points, snapshot_steps
 
 log = logging.getLogger(__name__)
 
+RUN_ONLY_KEYS = ("ckpt_every", "keep_ckpts", "log_every", "device", "epochs", "require_fused")
+"""train settings a checkpoint need not match to resume: how a run is kept, logged and
+checked, not what it learns (``epochs`` is there as the steps it sets)."""
 LOG_FIELDS = ["step", "loss", "lr", "grad_norm", "steps_per_s"]
 LOCK_NAME = ".train.lock"
 CELL_KEYS = ("arch", "row", "n_train", "seed")
@@ -74,6 +78,10 @@ class CannotWrite(OSError):
 
     def __str__(self) -> str:
         return f"cannot write {self.filename}: {self.strerror}"
+
+
+class RequiresFused(RuntimeError):
+    """``train.require_fused`` and mamba-ssm's fused kernels cannot run here."""
 
 
 class OutOfMemory(MemoryError):
@@ -328,6 +336,7 @@ class Trainer:
             )
             self.ema = copy.deepcopy(self.model).requires_grad_(False)
             self.x_train = rows.to(self.device)
+        self.mamba_kernel = self._mamba_kernel()
         self.params = list(self.model.parameters())
         # Fused AdamW: one kernel for all tensors on CUDA, and on CPU 2.7x faster than the
         # per-tensor loop torch picks there by default (benchmarks/README.md).
@@ -352,6 +361,21 @@ class Trainer:
         points = affordable_points(cfg, snapshot, self.flops["train_flops_per_step"])
         self.snapshots = set(snapshot_steps(cfg.steps, points))
 
+    def _mamba_kernel(self) -> tuple[str | None, str]:
+        """Which kernel the model's Mamba blocks run on this device and why ((None, "") without
+        Mamba); RequiresFused when ``require_fused`` asks for mamba-ssm's and it cannot run."""
+        if not any(isinstance(m, MambaBlock) for m in self.model.modules()):
+            return None, ""
+        kernel, reason = mamba_kernel(self.device)
+        if kernel != "fused" and self.cfg.require_fused:
+            raise RequiresFused(
+                f"train.require_fused is true, but Mamba would run its pure-PyTorch scan on "
+                f"{self.device}: {reason}. Run on a GPU of compute capability 7.5 or newer with "
+                "mamba-ssm>=2.3.0 and causal-conv1d built for this torch and CUDA "
+                "(docs/cluster.md), or set train.require_fused: false to accept the scan"
+            )
+        return kernel, reason
+
     @property
     def n_params(self) -> int:
         return sum(p.numel() for p in self.params)
@@ -361,8 +385,7 @@ class Trainer:
         train = {
             k: v
             for k, v in dataclasses.asdict(self.cfg).items()
-            if k not in ("ckpt_every", "keep_ckpts", "log_every", "device", "epochs")
-            and not k.startswith("trajectory_")
+            if k not in RUN_ONLY_KEYS and not k.startswith("trajectory_")
         }
         return {
             "arch": self.spec.arch,
@@ -509,7 +532,8 @@ class Trainer:
 
         train_log = _LiveCsv(self.log_path, LOG_FIELDS, self.step)
         self.trajectory_log = _LiveCsv(self.trajectory_path, TRAJECTORY_FIELDS, self.step)
-        watch = _Stopwatch()
+        cuda = self.device.type == "cuda"
+        watch = _Stopwatch(functools.partial(torch.cuda.synchronize, self.device) if cuda else None)
         bar = tqdm(
             total=self.cfg.steps,
             initial=self.step,
@@ -585,15 +609,19 @@ class Trainer:
 
 
 class _Stopwatch:
-    """Seconds between laps, on the performance counter."""
+    """Seconds between laps, on the performance counter, each read after ``sync`` returns (on
+    CUDA ``torch.cuda.synchronize``: a lap times the steps run, not the steps queued)."""
 
-    def __init__(self) -> None:
+    def __init__(self, sync: Callable[[], None] | None = None) -> None:
+        self._sync = sync
         self.restart()
 
     def restart(self) -> None:
         self._tick = time.perf_counter()
 
     def lap(self) -> float:
+        if self._sync is not None:
+            self._sync()
         now = time.perf_counter()
         seconds, self._tick = now - self._tick, now
         return seconds
@@ -753,15 +781,12 @@ def _cell_record(
         "wall_time_s": round(trainer.wall_time, 3),
         "steps_per_s": round(trainer.step / trainer.wall_time, 3) if trainer.wall_time else None,
         "device": device_name(trainer.device),
-        "mamba_path": mamba_path(trainer.device) if _has_mamba(trainer.model) else None,
+        "mamba_kernel": trainer.mamba_kernel[0],
+        "mamba_kernel_reason": trainer.mamba_kernel[1],
         "versions": versions(),
         "git_revision": git_revision(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
-
-
-def _has_mamba(model: torch.nn.Module) -> bool:
-    return any(isinstance(m, MambaBlock) for m in model.modules())
 
 
 def _save_stats(data: Dataset, out: Path) -> None:

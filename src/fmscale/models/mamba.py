@@ -4,11 +4,14 @@
 ``mamba_ssm.Mamba`` (in_proj, conv1d, x_proj, dt_proj, A_log, D, out_proj), so state_dicts load
 both ways with ``strict=True``. For a CUDA input, when mamba-ssm's fused kernels are there
 (``mamba_kernels.py`` looks for them then, not at import), it runs mamba-ssm's fused call on its
-own parameters; everywhere else the pure-PyTorch selective scan of ``scan.py``.
+own parameters; everywhere else the pure-PyTorch selective scan of ``scan.py``. Which one a
+device runs is decided once per device (``fused_call``: import, compute capability, a probe).
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 from collections.abc import Callable
 
@@ -21,20 +24,69 @@ from .configs import MambaConfig
 from .layers import TimestepEmbedder, TokenHead, check_tokenizable, modulate, zero_linear
 from .scan import selective_scan
 
+log = logging.getLogger(__name__)
+
 _FUSED_DEVICE_TYPES = ("cuda",)
 """Device types whose inputs take mamba-ssm's fused call when it can run (the CPU contract
 tests add "cpu", with CPU stand-ins for the kernels)."""
+_PROBE_WIDTH = 16
+"""d_model of the one-block forward and backward that probes the fused call on a device."""
 
 
-def mamba_path(device: torch.device) -> str:
-    """``"fused"`` when a Mamba model on ``device`` runs mamba-ssm's kernels, else ``"scan"``."""
-    fused = device.type in _FUSED_DEVICE_TYPES and mamba_kernels.fused_kernels().available
-    return "fused" if fused else "scan"
+def _normalised(device: torch.device) -> torch.device:
+    """``cuda`` as ``cuda:<current>``, so a device and its inputs share one cache entry."""
+    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def fused_call(device: torch.device) -> mamba_kernels.FusedKernels:
+    """mamba-ssm's fused call for inputs on ``device``, or why they run the scan."""
+    if device.type not in _FUSED_DEVICE_TYPES:
+        return mamba_kernels.FusedKernels(None, f"{device.type} inputs run the scan")
+    return _fused_call(_normalised(device))
+
+
+@functools.cache
+def _fused_call(device: torch.device) -> mamba_kernels.FusedKernels:
+    """Decided once per device and process: the kernels import, the device's compute capability
+    has code, and one forward and backward of a small block runs; a WARNING when not."""
+    kernels = mamba_kernels.fused_kernels()  # warns itself when they do not import
+    if not kernels.available:
+        return kernels
+    problem = mamba_kernels.capability_problem(device) or _probe(device, kernels.inner_fn)
+    if problem is None:
+        return kernels
+    log.warning("Mamba runs its pure-PyTorch scan, not the fused kernels: %s", problem)
+    return mamba_kernels.FusedKernels(None, problem)
+
+
+def _probe(device: torch.device, inner_fn: Callable[..., torch.Tensor]) -> str | None:
+    """Why one forward and backward of the fused call fails on ``device``, or None. Run with
+    the random streams forked, so probing leaves a training run's draws as they were."""
+    devices = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
+            block = MambaBlock(_PROBE_WIDTH).to(device)
+            x = torch.randn(2, 4, _PROBE_WIDTH, device=device, requires_grad=True)
+            block._fused(x, inner_fn).sum().backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+    except Exception as exc:  # "no kernel image is available", an illegal instruction, ...
+        return f"the fused call failed its probe on {device}: {type(exc).__name__}: {exc}"
+    return None
+
+
+def mamba_kernel(device: torch.device) -> tuple[str, str]:
+    """``("fused", "")`` when a Mamba model on ``device`` runs mamba-ssm's kernels, else
+    ``("scan", <why>)``."""
+    kernels = fused_call(device)
+    return ("fused", "") if kernels.available else ("scan", kernels.reason)
 
 
 def __getattr__(name: str) -> bool:
     if name == "MAMBA_FUSED_AVAILABLE":  # looked up on use: it imports mamba-ssm
-        return torch.cuda.is_available() and mamba_path(torch.device("cuda")) == "fused"
+        return torch.cuda.is_available() and mamba_kernel(torch.device("cuda"))[0] == "fused"
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -92,7 +144,7 @@ class MambaBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type in _FUSED_DEVICE_TYPES:
-            inner_fn = mamba_kernels.fused_kernels().inner_fn
+            inner_fn = fused_call(x.device).inner_fn
             if inner_fn is not None:
                 return self._fused(x, inner_fn)
         xi, z = self.in_proj(x).chunk(2, dim=-1)

@@ -6,6 +6,11 @@ the package: ``selective_scan_cuda`` (which mamba-ssm's newer sources import opt
 causal-conv1d's ``causal_conv1d_fwd_function`` / ``causal_conv1d_bwd_function`` (without
 causal-conv1d, ``mamba_inner_fn`` imports and then asserts at its first call). When any of them
 is missing, a CUDA input runs the pure-PyTorch scan and a WARNING says why, once per process.
+
+Kernels that import may still have no code for the GPU: mamba-ssm 2.3.x compiles SASS only, for
+sm_75 and newer (its setup.py: sm_75, 80, 87, 90; 100, 120 from CUDA 12.8; 103, 110, 121 from
+13.0), so a P100 (6.0) or V100 (7.0) fails at the first kernel launch. ``capability_problem``
+says so before any launch; ``models.mamba.fused_call`` then probes the call once per device.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ INTERFACE = "mamba_ssm.ops.selective_scan_interface"
 """The mamba-ssm module whose ``mamba_inner_fn`` fmscale calls (as ``mamba_ssm.Mamba`` does)."""
 KERNELS = ("selective_scan_cuda", "causal_conv1d_fwd_function", "causal_conv1d_bwd_function")
 """Names in ``INTERFACE`` that must not be None for ``mamba_inner_fn`` to run."""
+MIN_CAPABILITY = (7, 5)
+"""The oldest compute capability mamba-ssm >= 2.3 and causal-conv1d >= 1.6.2 build kernels for
+(SASS only, no PTX: a 7.0 device cannot run the 7.5 code)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,25 @@ def kernels_of(interface: ModuleType) -> FusedKernels:
         )
         return FusedKernels(None, f"{INTERFACE} lacks {', '.join(missing)}: {hint}")
     return FusedKernels(interface.mamba_inner_fn, "")
+
+
+def device_capability(device: torch.device) -> tuple[int, int] | None:
+    """The CUDA compute capability of ``device``; None for any other device type."""
+    if device.type != "cuda":
+        return None
+    return torch.cuda.get_device_capability(device)
+
+
+def capability_problem(device: torch.device) -> str | None:
+    """Why the fused kernels have no code for ``device``, or None when they may."""
+    capability = device_capability(device)
+    if capability is None or capability >= MIN_CAPABILITY:
+        return None
+    have, need = ".".join(map(str, capability)), ".".join(map(str, MIN_CAPABILITY))
+    return (
+        f"{device} has compute capability {have}; mamba-ssm >= 2.3 and causal-conv1d >= 1.6.2 "
+        f"ship kernels for {need} and newer only"
+    )
 
 
 @functools.cache
