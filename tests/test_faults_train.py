@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,12 +18,14 @@ from safetensors.torch import load_file
 from test_train import _cli  # the same tiny `fmscale train` command line
 
 import fmscale.train as train_mod
+from fmscale import runlock
 from fmscale.checkpoint import CheckpointStore
 from fmscale.config import TrainConfig, from_section, read_yaml
 from fmscale.data import DataConfig, build_dataset
+from fmscale.files import CannotWrite
 from fmscale.flow import VelocityField
 from fmscale.models import create_model
-from fmscale.train import CannotWrite, CellSpec, OutOfMemory, Preempted, Trainer, train_cell
+from fmscale.train import CellSpec, OutOfMemory, Preempted, Trainer, train_cell
 
 CONFIG = Path(__file__).with_name("tiny_config.yaml")
 SETTINGS = read_yaml(CONFIG)
@@ -202,10 +205,65 @@ def test_a_filesystem_without_flock_trains_unlocked_with_a_warning(
     def no_flock(fd, operation):
         raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
 
-    monkeypatch.setattr(train_mod.fcntl, "flock", no_flock)
+    monkeypatch.setattr(runlock.fcntl, "flock", no_flock)
     with caplog.at_level(logging.WARNING):
         assert train(tmp_path, data, steps=25)["steps"] == 25
     assert f"cannot lock {tmp_path / '.train.lock'} (Function not implemented)" in caplog.text
+
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.pwrite(fd, b"pid 4242 on node17 since Thu Dec  3 01:00:00 2026", 0)
+print("held", flush=True)
+time.sleep(600)
+"""
+"""Holds the lock as a node that failed does on NFS: the flock stays, nothing touches it."""
+
+
+@pytest.fixture
+def held_lock(tmp_path):
+    """A lock on ``tmp_path/.train.lock`` held by a process that never lets go."""
+    path = tmp_path / runlock.LOCK_NAME
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "held"
+    yield path
+    holder.kill()
+    holder.wait()
+
+
+def test_a_lock_silent_past_its_limit_is_broken_with_a_log_line(held_lock, caplog):
+    an_hour_ago = time.time() - 3600
+    os.utime(held_lock, (an_hour_ago, an_hour_ago))
+    with caplog.at_level(logging.WARNING), runlock.cell_lock(held_lock.parent):
+        mine = held_lock.read_text()
+        with pytest.raises(runlock.CellBusy, match=r"touched 0 s ago"):
+            with runlock.cell_lock(held_lock.parent):  # the broken lock is this run's now
+                pass
+    assert mine.startswith(f"pid {os.getpid()} on ")
+    assert f"breaking the stale lock {held_lock}: held by pid 4242 on node17" in caplog.text
+    assert "untouched for 3600 s" in caplog.text
+
+
+def test_a_lock_touched_recently_is_respected(held_lock):
+    ten_minutes_ago = time.time() - 600
+    os.utime(held_lock, (ten_minutes_ago, ten_minutes_ago))
+    with pytest.raises(runlock.CellBusy, match=r"by pid 4242 on node17 .*touched 600 s ago"):
+        with runlock.cell_lock(held_lock.parent):
+            pass
+    assert "node17" in held_lock.read_text()  # neither broken nor overwritten
+
+
+def test_a_held_lock_is_touched_while_its_run_trains(tmp_path, monkeypatch):
+    monkeypatch.setattr(runlock, "HEARTBEAT_S", 0.05)
+    path = tmp_path / runlock.LOCK_NAME
+    with runlock.cell_lock(tmp_path):
+        os.utime(path, (0, 0))
+        time.sleep(0.3)
+        assert time.time() - path.stat().st_mtime < 5
 
 
 # 4. A checkpoint with a valid digest but missing keys.

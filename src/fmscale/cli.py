@@ -612,14 +612,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     from .config import ConfigError
     from .data import DataError
-    from .train import (
-        CannotWrite,
-        CellBusy,
-        NonFiniteLoss,
-        OutOfMemory,
-        Preempted,
-        RequiresFused,
-    )
+    from .files import CannotWrite
+    from .runlock import CellBusy
+    from .train import NonFiniteLoss, OutOfMemory, Preempted, RequiresFused
 
     if getattr(args, "threads", None):
         import torch

@@ -1,7 +1,7 @@
 """Atomic output files: written under a temporary name beside the target, then renamed over it.
 
 A reader never sees a half-written file, and a failed write (a crash, a full disk) leaves the
-previous file and no temporary behind.
+previous file and no temporary behind. ``writing`` names the file a failed write was for.
 """
 
 from __future__ import annotations
@@ -10,6 +10,22 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+class CannotWrite(OSError):
+    """A checkpoint or an output could not be written (read-only folder, full disk, ...)."""
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Re-raise an OSError of the block as CannotWrite naming ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        raise CannotWrite(exc.errno, exc.strerror or str(exc), str(path)) from exc
 
 
 def temp_path(path: Path) -> Path:

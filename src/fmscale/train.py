@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
-import fcntl
 import functools
 import json
 import logging
@@ -37,12 +36,13 @@ from .checkpoint import CheckpointStore
 from .config import TrainConfig
 from .data import Dataset
 from .devices import pick_device
-from .files import atomic_write
+from .files import atomic_write, writing
 from .flops import count_flops
 from .flow import build_field, cfm_loss, ot_pair
 from .models import resolve_row
 from .models.mamba import MambaBlock, mamba_kernel
 from .models.mamba_kernels import package_versions
+from .runlock import cell_lock
 from .study import TRAJECTORY_FIELDS
 from .trajectory import TrajectoryScorer, affordable_points, snapshot_steps
 
@@ -52,7 +52,6 @@ RUN_ONLY_KEYS = ("ckpt_every", "keep_ckpts", "log_every", "device", "epochs", "r
 """train settings a checkpoint need not match to resume: how a run is kept, logged and
 checked, not what it learns (``epochs`` is there as the steps it sets)."""
 LOG_FIELDS = ["step", "loss", "lr", "grad_norm", "steps_per_s"]
-LOCK_NAME = ".train.lock"
 CELL_KEYS = ("arch", "row", "n_train", "seed")
 """The identity keys that name the cell; the others (train settings, data) may change."""
 STATE_KEYS = ("identity", "step", "wall_time", "model", "ema", "opt", "sched", "gen", "cpu_rng")
@@ -67,17 +66,6 @@ class NonFiniteLoss(RuntimeError):
 
 class Preempted(RuntimeError):
     """SIGTERM / SIGINT arrived; a checkpoint was written and the cell can resume."""
-
-
-class CellBusy(RuntimeError):
-    """Another process is training into the same run folder."""
-
-
-class CannotWrite(OSError):
-    """A checkpoint or an output could not be written (read-only folder, full disk, ...)."""
-
-    def __str__(self) -> str:
-        return f"cannot write {self.filename}: {self.strerror}"
 
 
 class RequiresFused(RuntimeError):
@@ -155,60 +143,10 @@ def device_name(device: torch.device) -> str:
     return f"{device.type} ({cpu}, {torch.get_num_threads()} threads)"
 
 
-@contextmanager
-def writing(path: Path) -> Iterator[None]:
-    """Re-raise an OSError of the block as CannotWrite naming ``path``."""
-    try:
-        yield
-    except OSError as exc:
-        raise CannotWrite(exc.errno, exc.strerror or str(exc), str(path)) from exc
-
-
 def write_output(path: Path, content: str | bytes) -> None:
     """``atomic_write``, failing with CannotWrite naming ``path``."""
     with writing(path):
         atomic_write(path, content)
-
-
-@contextmanager
-def cell_lock(out: Path) -> Iterator[None]:
-    """Hold ``<out>/.train.lock`` for the block; CellBusy at once if another process holds it.
-
-    An flock: the kernel drops it when the process ends, however it ends, so no lock goes
-    stale. Where the filesystem has no flock (Lustre mounted without it, NFS without lockd) the
-    run goes on unlocked, with a warning.
-    """
-    path = out / LOCK_NAME
-    with writing(path):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        if _try_lock(fd, path):
-            with writing(path):
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"pid {os.getpid()} on {platform.node()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _try_lock(fd: int, path: Path) -> bool:
-    """Take the flock without waiting; False (and a warning) where the filesystem has none."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "another process"
-        raise CellBusy(
-            f"{path.parent} is already being trained by {holder}; wait for it to end or use "
-            "another --out"
-        ) from None
-    except OSError as exc:
-        log.warning(
-            "cannot lock %s (%s): a second run on this folder would go unnoticed",
-            path,
-            exc.strerror or exc,
-        )
-        return False
-    return True
 
 
 def identity_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
