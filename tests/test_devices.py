@@ -1,5 +1,7 @@
 """Devices: a job on a machine with several GPUs takes one of its own."""
 
+import fcntl
+import os
 import threading
 import time
 
@@ -49,8 +51,25 @@ def test_cuda_on_a_machine_with_several_gpus_names_the_one_claimed(tmp_path, mon
     assert pick_device("cuda:1") == torch.device("cuda:1")  # an explicit index is taken as is
 
 
-def test_one_visible_gpu_is_used_without_a_lock(tmp_path, monkeypatch):
+def test_one_gpu_on_a_workstation_is_locked_so_concurrent_jobs_take_turns(tmp_path, monkeypatch):
     monkeypatch.setenv(devices.GPU_LOCK_DIR_ENV, str(tmp_path))
+    monkeypatch.delenv(devices.SLURM_JOB_ENV, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(devices, "_gpu_name", lambda index: f"gpu{index}")
+    assert pick_device("cuda") == torch.device("cuda:0")
+    assert [p.name for p in tmp_path.iterdir()] == ["gpu0.lock"]
+    fd = os.open(tmp_path / "gpu0.lock", os.O_RDONLY)  # what a second job's claim tries
+    try:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+
+
+def test_the_gpu_of_a_slurm_job_is_its_own_and_not_locked(tmp_path, monkeypatch):
+    monkeypatch.setenv(devices.GPU_LOCK_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(devices.SLURM_JOB_ENV, "1234")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert pick_device("cuda") == torch.device("cuda") and not list(tmp_path.iterdir())

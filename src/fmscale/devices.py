@@ -1,4 +1,9 @@
-"""Which device a job runs on; on a machine with several GPUs, a GPU of its own."""
+"""Which device a job runs on: on a GPU machine, a GPU no other fmscale job holds.
+
+Outside SLURM every CUDA job locks the GPU it takes (one or several visible), so concurrent
+jobs of ``snakemake --cores all`` never share one: a job waits, saying so, while every GPU is
+held. Inside a SLURM job the allocation's GPUs are the job's own and nothing is locked.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +20,15 @@ log = logging.getLogger(__name__)
 
 GPU_LOCK_DIR_ENV = "FMSCALE_GPU_LOCK_DIR"
 """Where the per-GPU lock files live (default: ``<tmp>/fmscale-gpus``); one folder per machine."""
+SLURM_JOB_ENV = "SLURM_JOB_ID"
+"""Set inside a SLURM job, whose allocated GPUs no other job sees."""
 _held: list[int] = []
 """File descriptors of the GPU locks this process holds: released when it exits."""
 
 
 def pick_device(name: str = "auto") -> torch.device:
     """cuda > mps > cpu for ``auto``; otherwise the named device. ``cuda`` (or ``auto`` on a
-    CUDA machine) with several GPUs visible takes one no other fmscale job holds."""
+    CUDA machine) takes a GPU no other fmscale job holds (``cuda:N`` is taken as is)."""
     if name != "auto":
         if name.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(
@@ -37,7 +44,7 @@ def pick_device(name: str = "auto") -> torch.device:
 
 def _own_gpu() -> torch.device:
     count = torch.cuda.device_count()
-    if count == 1:  # one visible GPU (a SLURM job, a one-GPU machine): nothing to share out
+    if count == 1 and SLURM_JOB_ENV in os.environ:  # the allocation's GPU is this job's own
         return torch.device("cuda")
     return torch.device(f"cuda:{claim_gpu([_gpu_name(i) for i in range(count)])}")
 
