@@ -1,9 +1,9 @@
-"""Write the numbers README.md quotes from the committed studies, so none is retyped.
+"""Write the numbers README.md and the studies' READMEs quote, so none is retyped.
 
-Each block between ``<!-- findings:NAME -->`` and ``<!-- /findings:NAME -->`` in README.md is
-generated here from ``docs/<study>/summary.csv`` and ``docs/<study>/analysis.json``, every
-number formatted once from the stored value. ``--check`` writes nothing and exits 1 when a
-block differs from what the files give (the test suite runs it).
+Each block between ``<!-- findings:NAME -->`` and ``<!-- /findings:NAME -->`` in the files of
+``BLOCKS`` is generated here from ``docs/<study>/summary.csv`` and ``docs/<study>/analysis.json``,
+every number formatted once from the stored value. ``--check`` writes nothing and exits 1 when
+a block differs from what the files give (the test suite runs it).
 
     python scripts/render_findings.py [--check]
 """
@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
 ARCH_NAMES = {"mlp": "MLP", "unet": "U-Net", "dit": "DiT", "mamba": "Mamba"}
 ARCH_ORDER = ("mlp", "dit", "unet", "mamba")
 
@@ -112,22 +113,104 @@ def real_study_table() -> str:
     return header + "\n".join(lines) + "\n"
 
 
+def cpu_validation_n_star() -> str:
+    """n* per arch x scale at each level of the CPU validation study: estimate [95% CI] where
+    its verdict is ok, else the verdict; the bracketing sizes beside it."""
+    _, report = _study("cpu_validation")
+    levels = list(report["n_star"])
+    header = (
+        "| arch / scale | "
+        + " | ".join(f"n* at {level} [95% CI] | bracket" for level in levels)
+        + " |\n|---|"
+        + "---:|---|" * len(levels)
+        + "\n"
+    )
+    lines = []
+    for arch in ARCH_ORDER:
+        for scale in ("tiny", "small", "base"):
+            cells = []
+            for level in levels:
+                entry = report["n_star"][level][arch][scale]
+                ok = entry["verdict"] == "ok"
+                bracket = entry.get("bracket")
+                cells.append(_ci_or_verdict(entry) if ok else entry["verdict"])
+                cells.append(f"{bracket[0]}-{bracket[1]}" if bracket else "")
+            lines.append(f"| {arch} / {scale} | " + " | ".join(cells) + " |")
+    counts = ", ".join(
+        f"{sum(e['verdict'] == 'ok' for a in report['n_star'][level].values() for e in a.values())}"
+        f" of 12 at {level}"
+        for level in levels
+    )
+    return header + "\n".join(lines) + f"\n\nn* with a CI: {counts}.\n"
+
+
+def _ci_or_verdict(entry: dict) -> str:
+    """An ok n*: its estimate and CI (an open end printed as such)."""
+    low, high = entry["ci"]
+    ends = [f"{v:.3g}" if v is not None else "below the grid" for v in (low, high)]
+    return f"{entry['estimate']:.3g} [{ends[0]}, {ends[1]}]"
+
+
+def cpu_validation_cost() -> str:
+    """What refinement cost against grids of the same resolution, in cells and in the train
+    jobs' own seconds (each arch x scale's mean cell time times the cells a grid would add)."""
+    summary, _ = _study("cpu_validation")
+    models = summary[(summary.kind == "model") & (summary.status == "ok")]
+    seeds = models.seed.nunique()
+    sizes = sorted(models.n_train.unique())
+    pairs = models.groupby(["arch", "scale"])
+    per_cell = pairs.train_time_s.mean()
+    finest = min(float(np.diff(np.log(sorted(part.n_train.unique()))).min()) for _, part in pairs)
+    finest = math.exp(finest)
+    uniform = 1 + math.ceil(math.log(max(sizes) / min(sizes)) / math.log(finest) - 1e-9)
+    rows = [
+        ("this study (grid + refinement)", len(models), models.train_time_s.sum()),
+        (
+            f"every size used here ({len(sizes)}) at every arch x scale",
+            len(sizes) * seeds * len(per_cell),
+            (per_cell * len(sizes) * seeds).sum(),
+        ),
+        (
+            f"log-uniform from n = {min(sizes)} to {max(sizes)} at the finest step here "
+            f"({finest:.2f}x): {uniform} sizes",
+            uniform * seeds * len(per_cell),
+            (per_cell * uniform * seeds).sum(),
+        ),
+    ]
+    base = rows[0][2]
+    lines = [
+        f"| {name} | {cells} | {seconds / 3600:.2f} | {seconds / base:.2f}x |"
+        for name, cells, seconds in rows
+    ]
+    return (
+        "| grid | cells | train hours (measured / estimated) | cost vs this study |\n"
+        "|---|---:|---:|---:|\n" + "\n".join(lines) + "\n"
+    )
+
+
 BLOCKS = {
-    "default_study_table": default_study_table,
-    "default_study_steps": default_study_steps,
-    "real_study_table": real_study_table,
+    "README.md": {
+        "default_study_table": default_study_table,
+        "default_study_steps": default_study_steps,
+        "real_study_table": real_study_table,
+    },
+    "docs/cpu_validation/README.md": {
+        "cpu_validation_n_star": cpu_validation_n_star,
+        "cpu_validation_cost": cpu_validation_cost,
+    },
 }
+"""File (from the repository root) -> its blocks and what writes each."""
 
 
-def render(text: str) -> str:
-    """``text`` with every findings block regenerated; ValueError naming a missing block."""
-    for name, make in BLOCKS.items():
+def render(text: str, blocks: dict, where: str = "README.md") -> str:
+    """``text`` with every block of ``blocks`` regenerated; ValueError naming a missing block."""
+    for name, make in blocks.items():
         pattern = re.compile(
             rf"(<!-- findings:{name} -->\n).*?(<!-- /findings:{name} -->)", re.DOTALL
         )
         if not pattern.search(text):
             raise ValueError(
-                f"README.md: no block <!-- findings:{name} --> ... <!-- /findings:{name} -->"
+                f"{where}: no block <!-- findings:{name} --> ... <!-- /findings:{name} -->"
             )
         text = pattern.sub(lambda m, make=make: m.group(1) + make() + m.group(2), text)
     return text
@@ -137,14 +220,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only report whether it is current")
     args = parser.parse_args()
-    current = README.read_text()
-    fresh = render(current)
-    if args.check:
+    stale = []
+    for name, blocks in BLOCKS.items():
+        path = ROOT / name
+        current = path.read_text()
+        fresh = render(current, blocks, name)
         if fresh != current:
-            print("README.md: findings out of date; run python scripts/render_findings.py")
-            return 1
-        return 0
-    README.write_text(fresh)
+            stale.append(name)
+            if not args.check:
+                path.write_text(fresh)
+    if args.check and stale:
+        print(f"{', '.join(stale)}: findings out of date; run python scripts/render_findings.py")
+        return 1
     return 0
 
 
