@@ -271,17 +271,42 @@ def test_compiled_model_on_the_cpu_scan_matches_eager_with_gradients():
         torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-4)
 
 
+NEWEST = {"mamba-ssm": "2.3.2.post1", "causal-conv1d": "1.7.0"}
+"""Installed versions whose kernels start at sm_75."""
+
+
 def test_a_gpu_older_than_the_kernels_runs_the_scan_and_says_why(fused_calls, monkeypatch, caplog):
     """A V100 (compute capability 7.0): mamba-ssm >= 2.3 has no code for it, so no launch."""
     mamba._fused_call.cache_clear()
     monkeypatch.setattr(mamba_kernels, "device_capability", lambda device: (7, 0))
+    monkeypatch.setattr(mamba_kernels, "package_versions", lambda: NEWEST)
     monkeypatch.setattr(mamba, "_FUSED_DEVICE_TYPES", FUSED)
     with caplog.at_level(logging.WARNING, logger=mamba.__name__):
         kernel, reason = mamba.mamba_kernel(torch.device("cpu"))
         block, (x,) = block_and_inputs()
         block(x)
     assert kernel == "scan" and "compute capability 7.0" in reason and "7.5 and newer" in reason
+    assert "mamba-ssm 2.3.2.post1 and causal-conv1d 1.7.0 ship" in reason
     assert reason in caplog.text and not fused_calls  # neither probed nor called
+
+
+@pytest.mark.parametrize(
+    "versions,cuda,refused",
+    [
+        ({"mamba-ssm": "2.3.1", "causal-conv1d": "1.6.1"}, "12.9", None),
+        ({"mamba-ssm": "2.3.1", "causal-conv1d": "1.7.0"}, "12.9", "causal-conv1d 1.7.0 ship"),
+        ({"mamba-ssm": "2.3.1", "causal-conv1d": "1.6.1"}, "13.0", "built for CUDA 13"),
+    ],
+)
+def test_older_builds_may_carry_code_for_a_v100_and_are_left_to_the_probe(
+    monkeypatch, versions, cuda, refused
+):
+    """mamba-ssm <= 2.3.1 and causal-conv1d <= 1.6.x built with nvcc <= 12.9 compile sm_70."""
+    monkeypatch.setattr(mamba_kernels, "device_capability", lambda device: (7, 0))
+    monkeypatch.setattr(mamba_kernels, "package_versions", lambda: versions)
+    monkeypatch.setattr(torch.version, "cuda", cuda)
+    problem = mamba_kernels.capability_problem(torch.device("cpu"))
+    assert problem is None if refused is None else refused in problem
 
 
 def test_a_fused_call_that_fails_its_probe_runs_the_scan(load, monkeypatch, caplog):
@@ -332,6 +357,7 @@ def test_a_cell_on_an_old_gpu_records_the_scan_and_require_fused_fails_it(
     data, cfg = tiny_study
     mamba._fused_call.cache_clear()
     monkeypatch.setattr(mamba_kernels, "device_capability", lambda device: (7, 0))
+    monkeypatch.setattr(mamba_kernels, "package_versions", lambda: NEWEST)
     monkeypatch.setattr(mamba, "_FUSED_DEVICE_TYPES", FUSED)
     spec = CellSpec("mamba", "tiny", 100, 0)
     cell = train_cell(spec, data, cfg(steps=2), tmp_path / "scan", progress=False)

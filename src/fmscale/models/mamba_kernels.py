@@ -7,10 +7,13 @@ causal-conv1d's ``causal_conv1d_fwd_function`` / ``causal_conv1d_bwd_function`` 
 causal-conv1d, ``mamba_inner_fn`` imports and then asserts at its first call). When any of them
 is missing, a CUDA input runs the pure-PyTorch scan and a WARNING says why, once per process.
 
-Kernels that import may still have no code for the GPU: mamba-ssm 2.3.x compiles SASS only, for
-sm_75 and newer (its setup.py: sm_75, 80, 87, 90; 100, 120 from CUDA 12.8; 103, 110, 121 from
-13.0), so a P100 (6.0) or V100 (7.0) fails at the first kernel launch. ``capability_problem``
-says so before any launch; ``models.mamba.fused_call`` then probes the call once per device.
+Kernels that import may still have no code for the GPU: both packages compile SASS only (no
+PTX), and from mamba-ssm 2.3.2 and causal-conv1d 1.7.0 on (every version built with nvcc 13)
+for sm_75 and newer only (their setup.py: 75, 80, 87, 90; 100, 120 from CUDA 12.8; 103, 110,
+121 from 13.0), so a P100 (6.0) or V100 (7.0) fails at the first kernel launch; older versions
+built with nvcc <= 12.9 carry sm_53 to sm_72 too (docs/cluster.md). ``capability_problem``
+names such a device before any launch; ``models.mamba.fused_call`` then probes the call once
+per device, which catches what the table cannot know (a site's own build flags).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
@@ -32,8 +36,10 @@ INTERFACE = "mamba_ssm.ops.selective_scan_interface"
 KERNELS = ("selective_scan_cuda", "causal_conv1d_fwd_function", "causal_conv1d_bwd_function")
 """Names in ``INTERFACE`` that must not be None for ``mamba_inner_fn`` to run."""
 MIN_CAPABILITY = (7, 5)
-"""The oldest compute capability mamba-ssm >= 2.3 and causal-conv1d >= 1.6.2 build kernels for
-(SASS only, no PTX: a 7.0 device cannot run the 7.5 code)."""
+"""The oldest compute capability the versions of ``FROM_SM75`` have kernels for."""
+FROM_SM75 = {"mamba-ssm": (2, 3, 2), "causal-conv1d": (1, 7, 0)}
+"""The first release of each package whose setup.py compiles sm_75 and newer only, whatever
+nvcc builds it (earlier releases do so from nvcc 13 on)."""
 
 
 @dataclass(frozen=True)
@@ -84,15 +90,29 @@ def device_capability(device: torch.device) -> tuple[int, int] | None:
 
 
 def capability_problem(device: torch.device) -> str | None:
-    """Why the fused kernels have no code for ``device``, or None when they may."""
+    """Why the installed kernels have no code for ``device``, or None when they may."""
     capability = device_capability(device)
     if capability is None or capability >= MIN_CAPABILITY:
         return None
+    nvcc13 = int((torch.version.cuda or "0").split(".")[0]) >= 13
+    too_new = [
+        f"{name} {version}"
+        for name, version in package_versions().items()
+        if version is not None and (nvcc13 or _release(version) >= FROM_SM75[name])
+    ]
+    if not too_new:
+        return None
     have, need = ".".join(map(str, capability)), ".".join(map(str, MIN_CAPABILITY))
+    built = " built for CUDA 13" if nvcc13 else ""
     return (
-        f"{device} has compute capability {have}; mamba-ssm >= 2.3 and causal-conv1d >= 1.6.2 "
-        f"ship kernels for {need} and newer only"
+        f"{device} has compute capability {have}; {' and '.join(too_new)}{built} ship kernels "
+        f"for {need} and newer only"
     )
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """The leading numbers of a version: ``2.3.2.post1`` -> (2, 3, 2)."""
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:3])
 
 
 @functools.cache
