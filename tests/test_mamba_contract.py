@@ -29,8 +29,8 @@ from fmscale.models import MambaBlock, create_model, mamba, mamba_kernels
 from fmscale.models.configs import MambaConfig
 from fmscale.models.mamba import MambaVelocity
 
-VERSIONS = ("2.2.5", "2.3.2.post1")
-"""The ends of the pyproject's ``mamba-ssm>=2.2.5,<=2.3.2.post1``."""
+VERSIONS = ("2.3.0", "2.3.2.post1")
+"""The ends of the pyproject's ``mamba-ssm>=2.3.0,<=2.3.2.post1``."""
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fmscale-tests"
 PURE, FUSED = ("cuda",), ("cuda", "cpu")
 """``_FUSED_DEVICE_TYPES`` for CPU inputs on the pure-PyTorch scan and on the fused call."""
