@@ -47,6 +47,8 @@ PidFile=$STATE/slurmdbd.pid
 LogFile=/var/log/slurm/slurmdbd.log
 CONF
 chmod 600 "$CONF/slurmdbd.conf"
+# Two partitions on the one node: `gpu` (no GPU here) lets the SLURM tests see which
+# partition each rule's jobs went to.
 cat >"$CONF/slurm.conf" <<CONF
 ClusterName=fmscale
 SlurmctldHost=localhost
@@ -71,6 +73,7 @@ SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+PartitionName=gpu Nodes=localhost MaxTime=INFINITE State=UP
 CONF
 
 pgrep -x slurmdbd >/dev/null || slurmdbd

@@ -6,6 +6,7 @@ Snakemake ignores a plain SIGTERM while jobs run.
 """
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -39,10 +40,13 @@ def _cluster_up() -> str | None:
 pytestmark = pytest.mark.skipif(_cluster_up() is not None, reason=_cluster_up() or "")
 
 
-def _profile(tmp_path: Path) -> Path:
-    """The repository's SLURM profile with the CI overlay's partition and resources."""
+def _profile(tmp_path: Path, grouped: bool) -> Path:
+    """The repository's SLURM profile with the CI overlay's partitions and resources; without
+    its job grouping unless ``grouped``."""
     profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
     profile.update(OVERLAY)
+    if not grouped:
+        del profile["groups"], profile["group-components"]
     folder = tmp_path / "profile"
     folder.mkdir()
     (folder / "config.yaml").write_text(yaml.safe_dump(profile))
@@ -59,7 +63,7 @@ def _config(tmp_path: Path, **overlay) -> Path:
 
 
 def _snakemake(
-    tmp_path: Path, config: Path, limit: int, *extra: str
+    tmp_path: Path, config: Path, limit: int, *extra: str, grouped: bool = False
 ) -> subprocess.CompletedProcess:
     cmd = [
         "timeout",
@@ -74,22 +78,60 @@ def _snakemake(
         "--directory",
         str(ROOT),
         "--workflow-profile",
-        str(_profile(tmp_path)),
+        str(_profile(tmp_path, grouped)),
         "--configfile",
         str(config),
+        "--slurm-logdir",
+        str(tmp_path / "slurm_logs"),
+        "--slurm-keep-successful-logs",
         *extra,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
 
 
-def test_tiny_grid_runs_every_cell_inside_a_slurm_job(tmp_path):
-    start = time.time()
-    out = _snakemake(tmp_path, _config(tmp_path), 900)
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-    results = tmp_path / "results"
+def _slurm_jobs(tmp_path: Path) -> dict[str, set[str]]:
+    """The SLURM job ids the plugin submitted, by its log folder (``rule_<rule>`` for one rule's
+    job, ``group_<rules>`` for a group job): one ``<job id>.log`` per job."""
+    jobs = {}
+    for log in (tmp_path / "slurm_logs").glob("*/**/*.log"):
+        folder = log.relative_to(tmp_path / "slurm_logs").parts[0]
+        jobs.setdefault(folder, set()).add(log.stem)
+    return jobs
+
+
+def _sbatch_calls(out: subprocess.CompletedProcess) -> list[str]:
+    """The plugin's sbatch command lines (logged with --verbose)."""
+    return re.findall(r"sbatch call: (sbatch .*)", out.stdout + out.stderr)
+
+
+def _rule_jobs(out: subprocess.CompletedProcess) -> dict[str, int]:
+    """Snakemake's "Job stats" table: jobs per rule."""
+    table = (out.stdout + out.stderr).split("Job stats:")[1].split("\n\n")[0]
+    jobs = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+    del jobs["total"]
+    return jobs
+
+
+def _assert_complete(results: Path) -> None:
     summary = pd.read_csv(results / "summary.csv")
     models = summary[summary.kind == "model"]
     assert len(models) == 8 and (models.status == "ok").all()
+
+
+def test_tiny_grid_runs_every_cell_inside_a_slurm_job(tmp_path):
+    start = time.time()
+    out = _snakemake(tmp_path, _config(tmp_path), 900, "--verbose")
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    results = tmp_path / "results"
+    _assert_complete(results)
+    calls = _sbatch_calls(out)
+    assert len(calls) == sum(len(ids) for ids in _slurm_jobs(tmp_path).values()), calls
+    for call in calls:
+        rule = re.search(r"--comment '?rule_([a-z_]+?)(?:_wildcards_|'| )", call)[1]
+        # train and evaluate on the profile's GPU partition, every other rule on the default
+        # one; a CPU study asks for no GPU anywhere (a GPU study: train and evaluate only).
+        assert f" -p {'gpu' if rule in ('train', 'evaluate') else 'debug'} " in call, call
+        assert "--gpus" not in call and "--gres" not in call, call
     job_ids = set()
     for cell in (results / "runs").glob("*/*/*/n*/seed*/cell.json"):
         job_id = json.loads(cell.read_text())["slurm_job_id"]
@@ -134,3 +176,22 @@ def test_sigterm_through_slurm_resumes_from_checkpoint(tmp_path):
     cell_file = tmp_path / "results/runs/synthetic/mlp/small/n400/seed0/cell.json"
     cell = json.loads(cell_file.read_text())
     assert cell["steps"] == 1500 and 0 < cell["resumed_from_step"] < 1500
+
+
+def test_grouped_cells_share_slurm_jobs(tmp_path):
+    """The profile's grouping: each cell's train and evaluate in one job, 4 cells per job."""
+    out = _snakemake(tmp_path, _config(tmp_path), 900, "--verbose", grouped=True)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    _assert_complete(tmp_path / "results")
+    rules = _rule_jobs(out)
+    jobs = _slurm_jobs(tmp_path)
+    groups = {folder: ids for folder, ids in jobs.items() if folder.startswith("group_")}
+    # 8 cells of train + evaluate in 2 jobs; the other rules one job each (`all` runs locally).
+    assert sum(map(len, groups.values())) == 2, jobs
+    submitted = sum(map(len, jobs.values()))
+    assert submitted == sum(rules.values()) - 1 - (rules["train"] + rules["evaluate"]) + 2
+    assert submitted < sum(rules.values()), (rules, jobs)
+    cells = list((tmp_path / "results/runs").glob("*/*/*/n*/seed*/cell.json"))
+    assert len({json.loads(c.read_text())["slurm_job_id"] for c in cells}) == 2
+    print(f"grouped: {submitted} SLURM jobs for {sum(rules.values())} rule jobs {rules}")
+    print("\n".join(_sbatch_calls(out)))
