@@ -117,12 +117,13 @@ def cpu_validation_n_star() -> str:
     """n* per arch x scale at each level of the CPU validation study: estimate [95% CI] where
     its verdict is ok, else the verdict; the bracketing sizes beside it."""
     _, report = _study("cpu_validation")
+    before = json.loads((ROOT / "docs/cpu_validation/refine/n_star_before.json").read_text())
     levels = list(report["n_star"])
     header = (
         "| arch / scale | "
-        + " | ".join(f"n* at {level} [95% CI] | bracket" for level in levels)
+        + " | ".join(f"n* at {level} [95% CI] | bracket | grid only" for level in levels)
         + " |\n|---|"
-        + "---:|---|" * len(levels)
+        + "---:|---|---:|" * len(levels)
         + "\n"
     )
     lines = []
@@ -135,6 +136,8 @@ def cpu_validation_n_star() -> str:
                 bracket = entry.get("bracket")
                 cells.append(_ci_or_verdict(entry) if ok else entry["verdict"])
                 cells.append(f"{bracket[0]}-{bracket[1]}" if bracket else "")
+                old = before["n_star"][level][arch][scale]
+                cells.append(_ci_or_verdict(old) if old["verdict"] == "ok" else old["verdict"])
             lines.append(f"| {arch} / {scale} | " + " | ".join(cells) + " |")
     counts = ", ".join(
         f"{sum(e['verdict'] == 'ok' for a in report['n_star'][level].values() for e in a.values())}"
@@ -142,6 +145,114 @@ def cpu_validation_n_star() -> str:
         for level in levels
     )
     return header + "\n".join(lines) + f"\n\nn* with a CI: {counts}.\n"
+
+
+def cpu_validation_trends() -> str:
+    """The known trends, one row each, with the CIs that say whether the study reproduces
+    them (all from analysis.json's interaction and n_laws)."""
+    summary, report = _study("cpu_validation")
+    found = report["interaction"]
+    small, large = found["n_train"][0], found["n_train"][-1]
+    memorised, gap = found["memorised_fraction"], found["gap"]
+
+    def by_arch(entries: dict) -> str:
+        return ", ".join(f"{ARCH_NAMES[a]} {_ci(entries[a], '{:.3f}')}" for a in ARCH_ORDER)
+
+    pairs = len({(c["arch"], c["scale"]) for c in memorised["cells"]})
+
+    laws = [
+        (arch, scale, entry["beta"])
+        for arch, scales in report["n_laws"].items()
+        for scale, entry in scales.items()
+        if entry["verdict"] == "ok"
+    ]
+    low, high = min(laws, key=lambda e: e[2]["estimate"]), max(laws, key=lambda e: e[2]["estimate"])
+    n_cells = sum(len(scales) for scales in report["n_laws"].values())
+    rises = [
+        a
+        for a in ARCH_ORDER
+        if report["n_laws"][a]["base"]["verdict"] == "ok"
+        and report["n_laws"][a]["tiny"]["verdict"] == "ok"
+        and report["n_laws"][a]["base"]["beta"]["estimate"]
+        > report["n_laws"][a]["tiny"]["beta"]["estimate"]
+    ]
+    steps = found["val_loss_ratio"]["steps"]
+    resolved = {
+        f"{e['a']} - {e['b']}": [
+            ARCH_NAMES[a] for a in ARCH_ORDER if _step(steps[a], e)["resolved"]
+        ]
+        for e in steps[ARCH_ORDER[0]]
+    }
+    at_large = summary[(summary.kind == "model") & (summary.n_train == large)]
+    means = at_large.groupby(["arch", "scale"]).val_loss_ratio.mean()
+    ratios = "; ".join(
+        f"{a} " + " / ".join(f"{means[(a, s)]:.4f}" for s in found["scales"]) for a in ARCH_ORDER
+    )
+    rows = [
+        (
+            "memorised fraction falls with n_train",
+            f"n = {small} -> {large}, CI above 0, at {len(memorised['shrinks_with_n'])} of "
+            f"{pairs} arch x scale pairs",
+        ),
+        (
+            f"memorised fraction rises with capacity at n = {small}",
+            f"base - tiny: {by_arch(memorised['largest_minus_smallest_scale'])}; CI above 0 for "
+            + (", ".join(ARCH_NAMES[a] for a in memorised["grows_with_scale"]) or "none"),
+        ),
+        (
+            f"the generalisation gap rises with capacity at n = {small}, falls with n",
+            f"base - tiny: {by_arch(gap['largest_minus_smallest_scale'])}; CI above 0 for "
+            + (", ".join(ARCH_NAMES[a] for a in gap["grows_with_scale"]) or "none")
+            + f"; it shrinks from n = {small} to {large}, CI above 0, at "
+            f"{len(gap['shrinks_with_n'])} of {pairs} pairs",
+        ),
+        (
+            "validation loss falls with n as a power law",
+            f"L = E + B / n^beta per arch x scale, {len(laws)} of {n_cells} fits `ok`: beta "
+            f"{_ci(low[2])} ({low[0]}/{low[1]}) to {_ci(high[2])} ({high[0]}/{high[1]}); higher "
+            f"at base than at tiny for {', '.join(ARCH_NAMES[a] for a in rises) or 'none'}",
+        ),
+        (
+            f"capacity helps at n = {large}",
+            f"val_loss_ratio, {' / '.join(found['scales'])}: {ratios}. Seed-paired steps, CI "
+            "below 0: "
+            + "; ".join(f"{step}: {', '.join(a) or 'none'}" for step, a in resolved.items()),
+        ),
+    ]
+    return (
+        "| trend | evidence |\n|---|---|\n"
+        + "\n".join(f"| {trend} | {evidence} |" for trend, evidence in rows)
+        + "\n"
+    )
+
+
+def _step(entries: list[dict], like: dict) -> dict:
+    """The step of ``entries`` between the same two scales as ``like``."""
+    return next(e for e in entries if (e["a"], e["b"]) == (like["a"], like["b"]))
+
+
+def cpu_validation_below_grid() -> str:
+    """Rows the model never saw (real_holdout) scored by the memorisation criterion below the
+    grid and at its smallest sizes: the level a crossing there would have to clear."""
+    summary, _ = _study("cpu_validation")
+    holdout = summary[(summary.kind == "reference") & (summary.arch == "real_holdout")]
+    scores = {}
+    for path in sorted((ROOT / "docs/cpu_validation/refine").glob("reference_n*.json")):
+        found = json.loads(path.read_text())
+        scores[found["n_train"]] = found["references"]["real_holdout"]["memorised_fraction"]
+    scores |= dict(zip(holdout.n_train, holdout.memorised_fraction, strict=True))
+    return ", ".join(f"{v:.3f} at n = {n}" for n, v in sorted(scores.items())) + "\n"
+
+
+def cpu_validation_collapse() -> str:
+    """z of the collapse memorised_fraction ~ F(n / N^z) per arch, or its verdict."""
+    _, report = _study("cpu_validation")
+    parts = []
+    for arch in ARCH_ORDER:
+        entry = report["collapse"][arch]
+        shown = _ci(entry, "{:.2f}") if entry["verdict"] == "ok" else entry["verdict"]
+        parts.append(f"{ARCH_NAMES[arch]}: {shown}")
+    return "; ".join(parts) + "\n"
 
 
 def _ci_or_verdict(entry: dict) -> str:
@@ -195,7 +306,10 @@ BLOCKS = {
         "real_study_table": real_study_table,
     },
     "docs/cpu_validation/README.md": {
+        "cpu_validation_trends": cpu_validation_trends,
         "cpu_validation_n_star": cpu_validation_n_star,
+        "cpu_validation_below_grid": cpu_validation_below_grid,
+        "cpu_validation_collapse": cpu_validation_collapse,
         "cpu_validation_cost": cpu_validation_cost,
     },
 }

@@ -175,6 +175,30 @@ def test_tau_mem_at_each_level_and_its_exponent():
     ].startswith("1 n_train")
 
 
+def test_tau_mem_only_at_the_last_snapshot_gives_no_exponent():
+    """Cells that first memorise at their last snapshot crossed somewhere after the one before:
+    the budget, not n, sets that step (the CPU validation study printed 0 [0, 0] for it)."""
+    rows = [
+        {
+            "arch": "dit",
+            "scale": "base",
+            "n_train": n,
+            "seed": seed,
+            "step": step,
+            "memorised_fraction": 0.3 if step == 1200 else 0.0,
+        }
+        for n in (16, 25, 40)
+        for seed in (0, 1)
+        for step in (150, 300, 600, 1200)
+    ]
+    entry = crossover.tau_mem(pd.DataFrame(rows), (0.1,))["0.1"]["dit"]["base"]
+    assert set(entry["cells"].values()) == {1200}
+    assert entry["exponent"] == {
+        "verdict": "0 n_train values have a tau_mem before the last snapshot (needs 3); "
+        "6 cross only at their last snapshot"
+    }
+
+
 def test_a_crossing_between_grid_points_far_apart_is_named_coarse_and_left_out_of_k():
     frame = summary()
     coarse = frame[frame.n_train.isin([25, 200, 1600])]  # 8x steps

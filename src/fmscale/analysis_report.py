@@ -242,7 +242,9 @@ def _tau_mem(tau: dict[str, dict[str, Any]]) -> list[str]:
         "",
         "tau_mem = the first snapshot step with memorised_fraction above the level; the cells "
         "that get there, and the exponent of tau_mem against n_train (least squares, Student-t "
-        "CI) where 3 or more sizes have one.",
+        "CI) where 3 or more sizes have one before their last snapshot (a cell that first "
+        "memorises at its last snapshot crossed after the one before: the budget sets that "
+        "step). Snapshots are log-spaced (steps / 2^k), so a tau_mem is known within 2x.",
         "",
     ]
     rows = []

@@ -378,20 +378,32 @@ def first_steps(part: pd.DataFrame, level: float) -> dict[tuple[int, int], float
     return steps
 
 
-def tau_exponent(taus: dict[tuple[int, int], float | None]) -> dict[str, Any]:
+def tau_exponent(
+    taus: dict[tuple[int, int], float | None], last: dict[tuple[int, int], float]
+) -> dict[str, Any]:
     """The slope of log tau_mem on log n_train with its least-squares 95% CI (Student-t on
-    the residuals), or a verdict when fewer than MIN_SCALES sizes have a tau_mem."""
+    the residuals), or a verdict when fewer than MIN_SCALES sizes have a tau_mem before their
+    cell's ``last`` snapshot: a cell that first memorises there crossed somewhere after the
+    snapshot before it, and its step says more about the budget than about n."""
     from scipy import stats
 
-    found = [(n, tau) for (n, _), tau in taus.items() if tau is not None and tau > 0]
+    crossed = {cell: tau for cell, tau in taus.items() if tau is not None and tau > 0}
+    found = [(n, tau) for (n, seed), tau in crossed.items() if tau < last[(n, seed)]]
     sizes = sorted({n for n, _ in found})
     if len(sizes) < MIN_SCALES:
-        return {"verdict": f"{len(sizes)} n_train values have a tau_mem (needs {MIN_SCALES})"}
+        at_end = len(crossed) - len(found)
+        why = f"; {at_end} cross only at their last snapshot" if at_end else ""
+        return {
+            "verdict": f"{len(sizes)} n_train values have a tau_mem before the last snapshot "
+            f"(needs {MIN_SCALES}){why}"
+        }
     x, y = np.log(np.array(found, float)).T
     slope = float(slopes(x, y))
     residual = y - y.mean() - slope * (x - x.mean())
     dof = len(x) - 2
     se = math.sqrt((residual**2).sum() / dof / ((x - x.mean()) ** 2).sum())
+    if se == 0:
+        return {"verdict": f"tau_mem has no spread about its fit ({len(x)} cells): no CI"}
     half = float(stats.t.ppf(0.975, dof)) * se
     return {
         "estimate": slope,
@@ -409,8 +421,12 @@ def tau_mem(trajectories: pd.DataFrame, levels: tuple[float, ...]) -> dict[str, 
         out[label] = {}
         for (arch, scale), part in trajectories.groupby(["arch", "scale"]):
             taus = first_steps(part, level)
+            last = {
+                (int(n), int(seed)): float(step)
+                for (n, seed), step in part.groupby(["n_train", "seed"]).step.max().items()
+            }
             out[label].setdefault(str(arch), {})[str(scale)] = {
                 "cells": {f"n{n}/seed{s}": tau for (n, s), tau in taus.items()},
-                "exponent": tau_exponent(taus),
+                "exponent": tau_exponent(taus, last),
             }
     return out
