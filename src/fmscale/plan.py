@@ -187,13 +187,14 @@ def cpu_jobs(study: StudyConfig, cpu: CpuCosts) -> list[Job]:
 def cpu_plan(study: StudyConfig, cpu: CpuCosts, cores: int) -> dict[str, Any]:
     """The study's wall time on ``cores`` cores of this CPU, and its parts."""
     jobs = cpu_jobs(study, cpu)
+    schedule = simulate(jobs, cores)
     by_rule: dict[str, float] = {}
     for job in jobs:
         by_rule[job.rule] = by_rule.get(job.rule, 0.0) + job.seconds
     return {
         "cores": cores,
         "threads_per_job": cpu.threads,
-        "wall_s": SNAKEMAKE_START_S + simulate(jobs, cores).wall_s,
+        "wall_s": SNAKEMAKE_START_S + schedule.wall_s,
         "one_job_at_a_time_s": SNAKEMAKE_START_S + sum(by_rule.values()),
         "job_seconds_by_rule": by_rule,
         "startup_s": cpu.startup_s,
@@ -213,6 +214,15 @@ def cpu_plan(study: StudyConfig, cpu: CpuCosts, cores: int) -> dict[str, Any]:
             for (arch, scale), a in cpu.archs.items()
         ],
         "reference_s": {str(n): s for n, s in cpu.reference_s.items()},
+        "jobs": [
+            {
+                "name": job.name,
+                "rule": job.rule,
+                "seconds": job.seconds,
+                "start_s": SNAKEMAKE_START_S + schedule.start[job.name],
+            }
+            for job in jobs
+        ],
     }
 
 
