@@ -5,8 +5,8 @@ GPU step with (fmscale.opcount), for the CPU table (config.yaml) and the GPU tab
     python benchmarks/op_count.py [--out DIR]
 
 Counts one eager trainer step on the CPU (autocast as on CUDA where train.bf16) at D = 1024;
-a few minutes on the 2-core CPU. Writes DIR/op_count.json, .csv and .md (default benchmarks/results), so a
-change that cuts operations can be compared before / after.
+a few minutes on the 2-core CPU. Writes DIR/op_count.json, .csv and .md (default
+benchmarks/results), so a change that cuts operations can be compared before / after.
 """
 
 from __future__ import annotations
