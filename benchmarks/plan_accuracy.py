@@ -1,6 +1,7 @@
 """How close `fmscale plan`'s CPU wall time is to a measured `snakemake --cores N` run.
 
     python benchmarks/plan_accuracy.py [--study NAME=OVERLAY.yaml ...] [--cores 2] [--out DIR]
+    python benchmarks/plan_accuracy.py --tail      # the analyze job's cost: cpucost.TAIL_JOB_S
 
 For each study (default: ``default``, config.yaml as it is, and ``small``, ``SMALL`` merged over
 it): ``fmscale plan --json --cores N`` on that config, then the study itself, fresh, in a
@@ -9,7 +10,8 @@ timed from start to exit. Records the predicted and measured wall time and their
 predicted and measured seconds of each train and evaluate job (Snakemake's ``benchmark:``
 files), the seconds from Snakemake's start to its first job, and the load average before and
 after each run (the machine must be otherwise idle for the figures to mean anything).
-Writes DIR/plan_accuracy.json and .md (default benchmarks/results).
+Writes DIR/plan_accuracy.json and .md (default benchmarks/results); ``--tail``:
+DIR/plan_accuracy_tail.json.
 """
 
 from __future__ import annotations
@@ -113,6 +115,38 @@ def log_jobs(started: float) -> dict[str, Any]:
     }
 
 
+def time_analyze(summary: Any, folder: Path) -> float:
+    """Wall seconds of ``fmscale analyze`` (a fresh process) on ``summary`` (a DataFrame)."""
+    folder.mkdir(parents=True)
+    summary.to_csv(folder / "summary.csv", index=False)
+    cmd = [sys.executable, "-m", "fmscale", "analyze", str(folder)]
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=REPO, env=env(), check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def tail_jobs() -> dict[str, Any]:
+    """``fmscale analyze`` of docs/default_study (36 cells) and of its cells in ``SMALL``'s grid
+    (8), with their reference rows: the fixed and per-cell seconds of cpucost.TAIL_JOB_S."""
+    import pandas as pd
+
+    full = pd.read_csv(REPO / "docs" / "default_study" / "summary.csv")
+    grid = SMALL["grid"]
+    model = full.arch.isin(grid["archs"]) & full.scale.isin(grid["scales"])
+    part = full[(model | (full.kind == "reference")) & full.n_train.isin(grid["n_train"])]
+    sizes = {int((f.kind == "model").sum()): f for f in (full, part)}
+    with tempfile.TemporaryDirectory(prefix="plan_accuracy_tail_") as tmp:
+        seconds = {n: time_analyze(f, Path(tmp) / str(n)) for n, f in sizes.items()}
+    (small, s_small), (large, s_large) = sorted(seconds.items())
+    per_cell = (s_large - s_small) / (large - small)
+    return {
+        "analyze_s": seconds,
+        "analyze_fixed_s": round(s_small - per_cell * small, 2),
+        "analyze_per_cell_s": round(per_cell, 3),
+        "load_1min": load(),
+    }
+
+
 def measure_one(name: str, overlay: dict[str, Any], cores: int) -> dict[str, Any]:
     """Plan, then run, one study; the comparison."""
     with tempfile.TemporaryDirectory(prefix=f"plan_accuracy_{name}_") as tmp:
@@ -161,8 +195,17 @@ def main(argv: list[str] | None = None) -> int:
         "default: default and small",
     )
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument(
+        "--tail", action="store_true", help="time fmscale analyze only (cpucost.TAIL_JOB_S)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
+    if args.tail:
+        tail = tail_jobs()
+        print(json.dumps(tail, indent=2))
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "plan_accuracy_tail.json").write_text(json.dumps(tail, indent=2) + "\n")
+        return 0
     studies = {"default": {}, "small": SMALL}
     if args.study:
         studies = {}

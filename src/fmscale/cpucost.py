@@ -14,7 +14,7 @@ and read back as ``fmscale prepare-data`` writes it:
   verify_params: fitting and gating the table.
 
 summarize and analyze read finished cells, so they cannot run before the study; their cost is
-``TAIL_JOB_S``, measured (an assumption on another machine or grid).
+``TAIL_JOB_S`` per cell and fixed, measured on the 2-core machine (an assumption elsewhere).
 """
 
 from __future__ import annotations
@@ -31,16 +31,19 @@ from typing import Any
 
 from .config import StudyConfig
 
-TAIL_JOB_S = {"summarize": 12.0, "analyze": 28.0}
-"""Seconds of the jobs that read finished cells, whole process; measured on the 2-core machine
-of benchmarks/README.md for the default study (36 cells): benchmarks/results/plan_accuracy.json."""
+TAIL_JOB_S = {"summarize": (5.0, 0.0), "analyze": (4.1, 0.44)}
+"""(fixed, per cell) seconds of the jobs that read finished cells, whole process, on the 2-core
+machine of benchmarks/README.md: analyze timed on docs/default_study (36 cells) and on 8 of its
+cells (``python benchmarks/plan_accuracy.py --tail``); summarize from the default study's
+Snakemake log (benchmarks/results/plan_accuracy.json)."""
 STARTUP_CODE = {
     "train": "import fmscale.cli, fmscale.train, torch; "
     "torch.optim.AdamW([torch.zeros(1, requires_grad=True)])",
-    "other": "import fmscale.cli, fmscale.evaluate, fmscale.params",
+    "other": "import fmscale.cli, fmscale.evaluate, fmscale.params, scipy.special",
 }
 """What a job's process imports and builds before its work: a train job's first AdamW imports
-torch._dynamo (~1 s); the other jobs import torch through fmscale."""
+torch._dynamo (~1 s); the other jobs import torch through fmscale (evaluate and reference:
+scipy.special too)."""
 STARTUP_REPEATS = 2
 """Start-up subprocesses per kind; the median is used."""
 
@@ -133,16 +136,21 @@ def _timed(run) -> tuple[float, Any]:
     return time.perf_counter() - start, value
 
 
-def measure(study: StudyConfig, cpu_steps: int, tail_s: dict[str, float] | None = None) -> CpuCosts:
+def measure(study: StudyConfig, cpu_steps: int) -> CpuCosts:
     """Time every part of every job of ``study`` on this CPU (``cpu_steps`` timed steps per
     arch x scale, after one warm-up step)."""
+    import scipy.special  # noqa: F401  (start-up of evaluate and reference: not timed below)
+    import torch
+
     from .data import Dataset, build_dataset
     from .params import write_table
-    from .study import study_table
+    from .study import cells, study_grid, study_table
 
     threads = study.resources.train_threads
     startup = startup_seconds()
+    torch.optim.AdamW([torch.zeros(1, requires_grad=True)])  # torch._dynamo: start-up, too
     max_n = max(study.grid.n_train)
+    n_cells = len(cells(study_grid(study)))
     with tempfile.TemporaryDirectory() as tmp, _threads(threads):
         root = Path(tmp)
         prepare_s, data = _timed(lambda: build_dataset(study.data, max_n))
@@ -164,7 +172,7 @@ def measure(study: StudyConfig, cpu_steps: int, tail_s: dict[str, float] | None 
         params_s=params_s,
         reference_s=references,
         archs=archs,
-        tail_s=dict(TAIL_JOB_S if tail_s is None else tail_s),
+        tail_s={rule: fixed + per_cell * n_cells for rule, (fixed, per_cell) in TAIL_JOB_S.items()},
     )
 
 

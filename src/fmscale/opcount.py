@@ -55,16 +55,12 @@ class _PhaseCounter(TorchDispatchMode):
         phase = self.phase
         if torch._C._current_graph_task_id() != -1:
             phase = "backward"
-        elif self.phase in ("forward", "backward") and self._after_backward:
+        elif phase == "forward" and self.ops["backward"]:  # the backward pass has ended
             phase = self.phase = "clip"
         self.ops[phase] += 1
         self.views[phase] += bool(func.is_view)
         self.names[func.overloadpacket.__name__] += 1
         return func(*args, **(kwargs or {}))
-
-    @property
-    def _after_backward(self) -> bool:
-        return self.ops["backward"] > 0
 
 
 def count_step_ops(trainer: Any) -> dict[str, Any]:

@@ -331,7 +331,7 @@ ASSUMPTIONS = [
     "planned.",
     "CPU: every job's parts timed once on this machine, alone, at the job's threads; the "
     "schedule assumes concurrent jobs do not slow each other; summarize and analyze cost "
-    "TAIL_JOB_S (measured on the default study).",
+    "cpucost.TAIL_JOB_S (fixed + per cell, measured on the 2-core machine).",
 ]
 
 
