@@ -39,11 +39,11 @@ Snakemake log (benchmarks/results/plan_accuracy.json)."""
 STARTUP_CODE = {
     "train": "import fmscale.cli, fmscale.train, torch; "
     "torch.optim.AdamW([torch.zeros(1, requires_grad=True)])",
-    "other": "import fmscale.cli, fmscale.evaluate, fmscale.params, scipy.special",
+    "other": "import fmscale.cli, fmscale.train, fmscale.evaluate, fmscale.params, scipy.special",
 }
 """What a job's process imports and builds before its work: a train job's first AdamW imports
-torch._dynamo (~1 s); the other jobs import torch through fmscale (evaluate and reference:
-scipy.special too)."""
+torch._dynamo (~1 s); every job imports fmscale.train (``cli.main`` does) and so torch, and
+evaluate and reference import scipy.special."""
 STARTUP_REPEATS = 2
 """Start-up subprocesses per kind; the median is used."""
 
@@ -151,19 +151,20 @@ def measure(study: StudyConfig, cpu_steps: int) -> CpuCosts:
     torch.optim.AdamW([torch.zeros(1, requires_grad=True)])  # torch._dynamo: start-up, too
     max_n = max(study.grid.n_train)
     n_cells = len(cells(study_grid(study)))
-    with tempfile.TemporaryDirectory() as tmp, _threads(threads):
+    with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         prepare_s, data = _timed(lambda: build_dataset(study.data, max_n))
         save_s, _ = _timed(lambda: data.save(root / "pool.safetensors"))
         load_s, data = _timed(lambda: Dataset.load(root / "pool.safetensors"))
         params_s, table = _timed(lambda: study_table(study, data.dim))
         write_table(table, root / "table.yaml", "# fmscale plan: the study's table at D")
-        archs = {
-            (arch, scale): _arch_cost(study, data, arch, scale, root, cpu_steps)
-            for arch in study.grid.archs
-            for scale in study.grid.scales
-        }
-        references = {n: _reference_s(study, data, n) for n in study.grid.n_train}
+        with _threads(threads):  # train, evaluate and reference jobs run with --threads
+            archs = {
+                (arch, scale): _arch_cost(study, data, arch, scale, root, cpu_steps)
+                for arch in study.grid.archs
+                for scale in study.grid.scales
+            }
+            references = {n: _reference_s(study, data, n) for n in study.grid.n_train}
     return CpuCosts(
         threads=threads,
         startup_s=startup,
