@@ -16,7 +16,7 @@ from fmscale.flow import build_field
 from fmscale.models import resolve_row
 from fmscale.opcount import PHASES, arch_ops
 from fmscale.plan import SNAKEMAKE_START_S, cpu_plan, gpu_cell_seconds, jobs_per_rule, plan
-from fmscale.schedule import Job, simulate
+from fmscale.schedule import Job, simulate, wall_times
 from fmscale.study import load_study
 
 RAW = merge_configs(read_yaml(ROOT / "config.yaml"), read_yaml(TINY))
@@ -71,7 +71,7 @@ def test_the_launch_floor_binds_a_small_step_and_flops_a_large_one():
 
 
 def test_the_schedule_of_a_hand_example():
-    # a (4 s) then b, c, d on 2 cores: b (3 s) and c (2 s) start at 4; d (2 s) waits for c.
+    # a (4 s), then b (3 s) and c (2 s) on 2 cores; d (2 s) waits for c, e for b and d.
     jobs = [
         Job("a", "prepare_data", 4),
         Job("b", "reference", 3, after=("a",)),
@@ -80,12 +80,17 @@ def test_the_schedule_of_a_hand_example():
         Job("e", "summarize", 1, after=("b", "d")),
     ]
     done = simulate(jobs, cores=2)
-    assert done.start == {"a": 0, "c": 4, "b": 4, "d": 6, "e": 8}
+    assert done.start == {"a": 0, "b": 4, "c": 4, "d": 6, "e": 8}
     assert done.wall_s == 9
     assert simulate(jobs, cores=1).wall_s == 12  # one at a time: the sum
-    # ready together, the evaluate starts first and a 2-thread job takes both cores
+    assert wall_times(jobs, cores=3, orders=5) == [9] * 5  # no choice to make
+    # the order among ready jobs matters: 3 + 1 + 1 + 3 on 2 cores takes 5 or 4 s
+    jobs = [Job(n, "train", s) for n, s in (("w", 3), ("x", 1), ("y", 1), ("z", 3))]
+    assert simulate(jobs, cores=2).wall_s == 5
+    assert set(wall_times(jobs, cores=2, orders=20)) == {4, 5}
+    # a 2-thread job takes both cores
     jobs = [Job("t", "train", 1, threads=2), Job("e", "evaluate", 1, threads=2)]
-    assert simulate(jobs, cores=2).start == {"e": 0, "t": 1}
+    assert simulate(jobs, cores=2).start == {"t": 0, "e": 1}
     with pytest.raises(ValueError, match="wait on each other"):
         simulate([Job("x", "train", 1, after=("y",)), Job("y", "train", 1, after=("x",))], 2)
 
@@ -110,6 +115,8 @@ def test_the_cpu_wall_time_schedules_every_job_of_the_workflow():
     assert result["one_job_at_a_time_s"] == pytest.approx(SNAKEMAKE_START_S + total)
     assert result["wall_s"] < result["one_job_at_a_time_s"]
     assert result["wall_s"] >= SNAKEMAKE_START_S + total / 2
+    low, high = result["wall_s_range"]
+    assert low <= result["wall_s"] <= high
 
 
 def test_plan_json_has_the_documented_fields(tmp_path, capsys):

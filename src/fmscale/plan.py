@@ -11,7 +11,8 @@ parameters is launch-bound: its kernels take less time than launching them, so F
 predict 10-25x too little.
 
 CPU wall time: every job of the workflow timed on this machine (``cpucost``) and scheduled on
-N cores as Snakemake schedules them (``schedule``), plus Snakemake's own start.
+N cores as Snakemake schedules them (``schedule``: the median over random orders of ready
+jobs), plus Snakemake's own start.
 
 ``plan`` returns the plan as a JSON-ready dict (fields: ``docs/plan.md``); ``render`` writes
 it as Markdown.
@@ -26,7 +27,7 @@ from typing import Any
 
 from .config import StudyConfig, TrainConfig
 from .cpucost import CpuCosts
-from .schedule import Job, simulate
+from .schedule import Job, wall_times
 from .study import cells, study_grid, study_table
 
 GPU_PEAK_TFLOPS = {
@@ -58,6 +59,9 @@ DEFAULT_CPU_STEPS = 5
 SNAKEMAKE_START_S = 3.0
 """Seconds from ``snakemake`` starting to its first job (DAG build with the gate); measured on
 the 2-core machine (benchmarks/results/plan_accuracy.json)."""
+SCHEDULE_ORDERS = 25
+"""Random orders of ready jobs simulated (Snakemake's choice among them is its solver's); the
+plan gives the median wall time and the range."""
 BYTES_PER_VALUE = 4
 """float32 weights, EMA and Adam moments in checkpoints."""
 GPU_RULES = ("train", "evaluate")
@@ -187,14 +191,15 @@ def cpu_jobs(study: StudyConfig, cpu: CpuCosts) -> list[Job]:
 def cpu_plan(study: StudyConfig, cpu: CpuCosts, cores: int) -> dict[str, Any]:
     """The study's wall time on ``cores`` cores of this CPU, and its parts."""
     jobs = cpu_jobs(study, cpu)
-    schedule = simulate(jobs, cores)
+    walls = [SNAKEMAKE_START_S + w for w in wall_times(jobs, cores, SCHEDULE_ORDERS)]
     by_rule: dict[str, float] = {}
     for job in jobs:
         by_rule[job.rule] = by_rule.get(job.rule, 0.0) + job.seconds
     return {
         "cores": cores,
         "threads_per_job": cpu.threads,
-        "wall_s": SNAKEMAKE_START_S + schedule.wall_s,
+        "wall_s": walls[len(walls) // 2],
+        "wall_s_range": [walls[0], walls[-1]],
         "one_job_at_a_time_s": SNAKEMAKE_START_S + sum(by_rule.values()),
         "job_seconds_by_rule": by_rule,
         "startup_s": cpu.startup_s,
@@ -214,15 +219,7 @@ def cpu_plan(study: StudyConfig, cpu: CpuCosts, cores: int) -> dict[str, Any]:
             for (arch, scale), a in cpu.archs.items()
         ],
         "reference_s": {str(n): s for n, s in cpu.reference_s.items()},
-        "jobs": [
-            {
-                "name": job.name,
-                "rule": job.rule,
-                "seconds": job.seconds,
-                "start_s": SNAKEMAKE_START_S + schedule.start[job.name],
-            }
-            for job in jobs
-        ],
+        "jobs": [{"name": job.name, "rule": job.rule, "seconds": job.seconds} for job in jobs],
     }
 
 

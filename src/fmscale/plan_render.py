@@ -123,10 +123,11 @@ def _cpu_lines(cpu: dict[str, Any] | None) -> list[str]:
         "## This CPU",
         "",
         f"Predicted wall time of `snakemake --cores {cpu['cores']}`: "
-        f"**{_minutes(cpu['wall_s'])}** ({cpu['threads_per_job']} thread(s) per job; one job at"
-        f" a time: {_minutes(cpu['one_job_at_a_time_s'])}). Job start-up measured: train"
-        f" {cpu['startup_s']['train']:.2f} s, others {cpu['startup_s']['other']:.2f} s; Snakemake"
-        f" start {cpu['snakemake_start_s']:g} s.",
+        f"**{_minutes(cpu['wall_s'])}** (median over orders of ready jobs; range"
+        f" {cpu['wall_s_range'][0]:.0f}-{cpu['wall_s_range'][1]:.0f} s; {cpu['threads_per_job']}"
+        f" thread(s) per job; one job at a time: {_minutes(cpu['one_job_at_a_time_s'])})."
+        f" Job start-up measured: train {cpu['startup_s']['train']:.2f} s, others"
+        f" {cpu['startup_s']['other']:.2f} s; Snakemake start {cpu['snakemake_start_s']:g} s.",
         "",
         "| rule | job-seconds |",
         "|---|---:|",

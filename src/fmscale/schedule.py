@@ -1,30 +1,19 @@
 """A study's jobs scheduled on N cores: the wall time of ``snakemake --cores N``, simulated.
 
-Greedy list scheduling, event by event: whenever cores are free, the ready jobs (every input
-job finished) start in Snakemake's order of preference while their threads fit. Snakemake
-prefers, at equal priority, the job with the larger input files (its scheduler's reward:
-priority, temp-file bytes, input bytes), so an evaluate job (model + dataset) starts before a
-train job (gate + table + dataset), and a train job before a reference or the gate (the
-dataset alone); ``RULE_ORDER`` encodes that, and ties keep the order the jobs were listed in.
-A job asking for more threads than there are cores gets all of them (as Snakemake scales
+Greedy list scheduling, event by event: whenever cores are free, ready jobs (every input job
+finished) start while their threads fit. Snakemake's default scheduler (``--scheduler ilp``)
+picks, among ready jobs of equal priority (every fmscale rule's), any set that fills the
+cores; which one is up to its solver. So the order among ready jobs is a parameter: the order
+the jobs are listed in, or a random one (``seed``), and ``wall_times`` gives the spread over
+many. A job asking for more threads than there are cores gets all of them (as Snakemake scales
 threads down to ``--cores``).
 """
 
 from __future__ import annotations
 
 import heapq
+import random
 from dataclasses import dataclass
-
-RULE_ORDER = (
-    "prepare_data",
-    "evaluate",
-    "train",
-    "verify_params",
-    "reference",
-    "summarize",
-    "analyze",
-)
-"""The order in which ready jobs of each rule start (Snakemake's input-size reward)."""
 
 
 @dataclass(frozen=True)
@@ -50,15 +39,19 @@ class Scheduled:
         return max(self.end.values(), default=0.0)
 
 
-def simulate(jobs: list[Job], cores: int) -> Scheduled:
-    """Run ``jobs`` on ``cores`` cores in simulation; ValueError on a cycle or unknown input."""
+def simulate(jobs: list[Job], cores: int, seed: int | None = None) -> Scheduled:
+    """Run ``jobs`` on ``cores`` cores in simulation, ready jobs in the listed order (``seed``:
+    in a random order drawn with it); ValueError on a cycle or an unknown input."""
     if cores < 1:
         raise ValueError(f"cores={cores} must be >= 1")
     by_name = {job.name: job for job in jobs}
     unknown = {a for job in jobs for a in job.after} - by_name.keys()
     if unknown:
         raise ValueError(f"jobs wait on unknown jobs: {sorted(unknown)}")
-    rank = {job.name: (_rule_rank(job.rule), i) for i, job in enumerate(jobs)}
+    order = list(range(len(jobs)))
+    if seed is not None:
+        random.Random(seed).shuffle(order)
+    rank = {job.name: key for job, key in zip(jobs, order, strict=True)}
     waiting = {job.name: set(job.after) for job in jobs}
     start: dict[str, float] = {}
     end: dict[str, float] = {}
@@ -83,5 +76,7 @@ def simulate(jobs: list[Job], cores: int) -> Scheduled:
     return Scheduled(start, end)
 
 
-def _rule_rank(rule: str) -> int:
-    return RULE_ORDER.index(rule) if rule in RULE_ORDER else len(RULE_ORDER)
+def wall_times(jobs: list[Job], cores: int, orders: int) -> list[float]:
+    """The wall time of ``jobs`` on ``cores`` cores under ``orders`` random orders of ready jobs
+    (seeds 0 .. orders - 1), sorted."""
+    return sorted(simulate(jobs, cores, seed).wall_s for seed in range(orders))
