@@ -31,11 +31,12 @@ from typing import Any
 
 from .config import StudyConfig
 
-TAIL_JOB_S = {"summarize": (5.0, 0.0), "analyze": (4.1, 0.44)}
+TAIL_JOB_S = {"summarize": (5.0, 0.0), "analyze": (4.2, 0.42)}
 """(fixed, per cell) seconds of the jobs that read finished cells, whole process, on the 2-core
-machine of benchmarks/README.md: analyze timed on docs/default_study (36 cells) and on 8 of its
-cells (``python benchmarks/plan_accuracy.py --tail``); summarize from the default study's
-Snakemake log (benchmarks/results/plan_accuracy.json)."""
+machine of benchmarks/README.md: analyze timed on docs/default_study (36 cells, 19.3 s) and on
+8 of its cells (7.5 s) by ``python benchmarks/plan_accuracy.py --tail``
+(benchmarks/results/plan_accuracy_tail.json); summarize 5 s, as in the Snakemake log of an
+8-cell study on the busy machine (not re-measured quiet)."""
 STARTUP_CODE = {
     "train": "import fmscale.cli, fmscale.train, torch; "
     "torch.optim.AdamW([torch.zeros(1, requires_grad=True)])",
