@@ -11,7 +11,12 @@ import sys
 from pathlib import Path
 
 from .config import DEVICES, PARAMETERISATIONS, SOLVERS, AnalysisConfig, TrainConfig
-from .plan import DEFAULT_UTILISATION
+from .plan import (
+    DEFAULT_CPU_STEPS,
+    DEFAULT_GPU_JOB_START_S,
+    DEFAULT_OP_LATENCY_US,
+    DEFAULT_UTILISATION,
+)
 from .study import ANALYSIS_N_SAMPLES
 
 
@@ -342,10 +347,25 @@ def _count(low: int):
     return parse
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: a number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
+    return value
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
+    import json
+
     from .config import merge_configs, read_yaml
+    from .cpucost import measure
     from .files import atomic_write
     from .plan import plan
+    from .plan_render import render
     from .study import data_shape, load_study
 
     files = [f for f in [args.base, *args.configfile] if f]
@@ -354,7 +374,18 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         raw = merge_configs(raw, read_yaml(path))
     study = load_study(raw)
     shape = data_shape(study.data)  # the file's rows and D, from its header
-    text = plan(study, shape, args.utilisation, args.cpu_steps, " + ".join(map(str, files)))
+    cpu = measure(study, args.cpu_steps) if args.cpu_steps else None
+    result = plan(
+        study,
+        shape,
+        " + ".join(map(str, files)),
+        args.utilisation,
+        args.op_latency_us,
+        args.gpu_job_start_s,
+        cpu,
+        args.cores,
+    )
+    text = json.dumps(result, indent=2) + "\n" if args.json else render(result)
     if args.out:
         atomic_write(Path(args.out), text.encode())
     print(text, end="")
@@ -557,7 +588,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_migrate)
 
-    p = sub.add_parser("plan", help="what a study costs before it runs (jobs, FLOPs, GPU-hours)")
+    p = sub.add_parser(
+        "plan",
+        help="what a study costs before it runs (jobs, FLOPs, operations, GPU-hours, CPU time)",
+    )
     p.add_argument(
         "--configfile",
         action="append",
@@ -571,15 +605,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--utilisation",
         type=_fraction(one=True),
         default=DEFAULT_UTILISATION,
-        help=f"assumed share of the GPU's peak (default {DEFAULT_UTILISATION})",
+        help=f"assumed share of the GPU's peak FLOP/s (default {DEFAULT_UTILISATION})",
+    )
+    p.add_argument(
+        "--op-latency-us",
+        type=_seconds,
+        default=DEFAULT_OP_LATENCY_US,
+        help="assumed microseconds per kernel operation on a GPU, the launch floor "
+        f"(default {DEFAULT_OP_LATENCY_US:g})",
+    )
+    p.add_argument(
+        "--gpu-job-start-s",
+        type=_seconds,
+        default=DEFAULT_GPU_JOB_START_S,
+        help=f"assumed start-up seconds per GPU job (default {DEFAULT_GPU_JOB_START_S:g})",
     )
     p.add_argument(
         "--cpu-steps",
         type=_count(0),
-        default=2,
-        help="timed training steps per arch x scale on this CPU (0: skip; default 2)",
+        default=DEFAULT_CPU_STEPS,
+        help="timed training steps per arch x scale on this CPU; 0: no CPU timing and no wall "
+        f"time (default {DEFAULT_CPU_STEPS})",
     )
-    p.add_argument("--out", help="also write the plan (Markdown) here")
+    p.add_argument(
+        "--cores",
+        type=_count(1),
+        default=os.cpu_count() or 1,
+        help="cores of the snakemake --cores N run whose wall time is predicted "
+        "(default: this machine's)",
+    )
+    p.add_argument("--json", action="store_true", help="print the plan as JSON (docs/plan.md)")
+    p.add_argument("--out", help="also write the plan (Markdown, or JSON with --json) here")
     p.set_defaults(func=_cmd_plan)
 
     for name, func, help_ in [
