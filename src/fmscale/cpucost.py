@@ -20,6 +20,8 @@ summarize and analyze read finished cells, so they cannot run before the study; 
 from __future__ import annotations
 
 import dataclasses
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -101,20 +103,19 @@ def checkpoints(steps: int, ckpt_every: int) -> int:
     return steps // ckpt_every + (steps % ckpt_every != 0)
 
 
-def startup_seconds(repeats: int = STARTUP_REPEATS) -> dict[str, float]:
-    """Median wall seconds of a fresh process doing each kind's ``STARTUP_CODE``."""
-    import os
-
+def startup_seconds() -> dict[str, float]:
+    """Median wall seconds of ``STARTUP_REPEATS`` fresh processes doing each kind's
+    ``STARTUP_CODE``."""
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     out = {}
     for kind, code in STARTUP_CODE.items():
         times = []
-        for _ in range(repeats):
+        for _ in range(STARTUP_REPEATS):
             start = time.perf_counter()
             subprocess.run([sys.executable, "-c", code], env=env, check=True)
             times.append(time.perf_counter() - start)
-        out[kind] = sorted(times)[len(times) // 2]
+        out[kind] = statistics.median(times)
     return out
 
 
@@ -204,7 +205,7 @@ def _arch_cost(
     trainer = Trainer(spec, data, dataclasses.replace(study.train, device="cpu"), root / "timing")
     trainer._train_step()  # warm-up: allocations, the optimiser's state
     times = [_timed(trainer._train_step)[0] for _ in range(cpu_steps)]
-    step_s = sorted(times)[len(times) // 2]
+    step_s = statistics.median(times)
     snapshot_s, _ = _timed(lambda: trainer.scorer.score(trainer.ema, trainer.step))
     checkpoint_s, _ = _timed(lambda: trainer.store.save(trainer.state(), trainer.step))
     snapshots = {}

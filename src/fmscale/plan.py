@@ -14,8 +14,8 @@ CPU wall time: every job of the workflow timed on this machine (``cpucost``) and
 N cores as Snakemake schedules them (``schedule``: the median over random orders of ready
 jobs), plus Snakemake's own start.
 
-``plan`` returns the plan as a JSON-ready dict (fields: ``docs/plan.md``); ``render`` writes
-it as Markdown.
+``plan`` returns the plan as a JSON-ready dict (fields: ``docs/plan.md``);
+``plan_render.render`` writes it as Markdown.
 """
 
 from __future__ import annotations
