@@ -31,10 +31,13 @@ def _study(name: str) -> tuple[pd.DataFrame, dict]:
 
 
 def _ci(entry: dict, fmt: str = "{:.3g}") -> str:
+    """``estimate [low, high]``; an open end (an n* beyond the grid) named as such."""
     text = fmt.format(entry["estimate"])
     if entry.get("ci"):
         low, high = entry["ci"]
-        text += f" [{fmt.format(low)}, {fmt.format(high)}]"
+        low = "below the grid" if low is None else fmt.format(low)
+        high = "above the grid" if high is None else fmt.format(high)
+        text += f" [{low}, {high}]"
     return text
 
 
@@ -134,10 +137,10 @@ def cpu_validation_n_star() -> str:
                 entry = report["n_star"][level][arch][scale]
                 ok = entry["verdict"] == "ok"
                 bracket = entry.get("bracket")
-                cells.append(_ci_or_verdict(entry) if ok else entry["verdict"])
+                cells.append(_ci(entry) if ok else entry["verdict"])
                 cells.append(f"{bracket[0]}-{bracket[1]}" if bracket else "")
                 old = before["n_star"][level][arch][scale]
-                cells.append(_ci_or_verdict(old) if old["verdict"] == "ok" else old["verdict"])
+                cells.append(_ci(old) if old["verdict"] == "ok" else old["verdict"])
             lines.append(f"| {arch} / {scale} | " + " | ".join(cells) + " |")
     counts = ", ".join(
         f"{sum(e['verdict'] == 'ok' for a in report['n_star'][level].values() for e in a.values())}"
@@ -253,13 +256,6 @@ def cpu_validation_collapse() -> str:
         shown = _ci(entry, "{:.2f}") if entry["verdict"] == "ok" else entry["verdict"]
         parts.append(f"{ARCH_NAMES[arch]}: {shown}")
     return "; ".join(parts) + "\n"
-
-
-def _ci_or_verdict(entry: dict) -> str:
-    """An ok n*: its estimate and CI (an open end printed as such)."""
-    low, high = entry["ci"]
-    ends = [f"{v:.3g}" if v is not None else "below the grid" for v in (low, high)]
-    return f"{entry['estimate']:.3g} [{ends[0]}, {ends[1]}]"
 
 
 def cpu_validation_cost() -> str:
