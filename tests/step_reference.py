@@ -1,0 +1,55 @@
+"""The cells ``tests/data/step_reference.json`` records (``scripts/make_step_reference.py``):
+every arch of the CPU table at tiny, ``STEPS`` eager CPU steps from seed 0 on random rows."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import torch
+
+from fmscale.config import TrainConfig
+from fmscale.data import Dataset
+
+ARCHS = ("mlp", "dit", "unet", "mamba")
+STEPS = 50
+ROWS = 48
+
+
+def dataset(dim: int = 1024) -> Dataset:
+    """Standardised random rows: the losses depend on the code, not on what the rows mean."""
+    rows = torch.randn(2 * ROWS, dim, generator=torch.Generator().manual_seed(1))
+    return Dataset(
+        train_pool=rows[:ROWS],
+        val=rows[ROWS : ROWS + ROWS // 2],
+        test=rows[ROWS + ROWS // 2 :],
+        mean=torch.zeros(dim),
+        std=torch.ones(dim),
+        fingerprint="step-reference",
+        source="random",
+    )
+
+
+def trainer(arch: str, out: Path, **train: object):
+    """A CPU trainer of ``arch``/tiny (CPU table) on ``dataset()``, batch 64, seed 0."""
+    from fmscale.train import CellSpec, Trainer
+
+    cfg = dataclasses.replace(
+        TrainConfig(),
+        batch_size=64,
+        steps=STEPS,
+        device="cpu",
+        trajectory_points=0,
+        **train,
+    )
+    return Trainer(CellSpec(arch, "tiny", ROWS, 0, "cpu"), dataset(), cfg, out)
+
+
+def losses(arch: str, autocast: bool = False, **train: object) -> list[float]:
+    """The loss of each of ``STEPS`` steps of ``trainer(arch)``; ``autocast``: under bf16
+    autocast, as a CUDA step runs with ``train.bf16``."""
+    with tempfile.TemporaryDirectory() as out:
+        run = trainer(arch, Path(out), **train)
+        run.autocast = autocast
+        return [float(run._train_step()[0]) for _ in range(STEPS)]
