@@ -35,14 +35,8 @@ def trainer(arch: str, out: Path, **train: object):
     """A CPU trainer of ``arch``/tiny (CPU table) on ``dataset()``, batch 64, seed 0."""
     from fmscale.train import CellSpec, Trainer
 
-    cfg = dataclasses.replace(
-        TrainConfig(),
-        batch_size=64,
-        steps=STEPS,
-        device="cpu",
-        trajectory_points=0,
-        **train,
-    )
+    settings = {"batch_size": 64, "steps": STEPS, "device": "cpu", "trajectory_points": 0}
+    cfg = dataclasses.replace(TrainConfig(), **{**settings, **train})
     return Trainer(CellSpec(arch, "tiny", ROWS, 0, "cpu"), dataset(), cfg, out)
 
 

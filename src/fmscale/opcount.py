@@ -14,8 +14,9 @@ in ``optimizer`` between the optimiser's step hooks and in ``ema`` after them. `
 them (view, reshape, transpose, detach, ...) move no data and launch no kernel, so the plan's
 launch floor counts the others (``kernels``). What the count does not see: a fused or foreach
 operation may launch more than one kernel on a GPU (one per chunk of tensors), Mamba's fused
-CUDA kernels (mamba-ssm) replace the pure-PyTorch scan counted here, and ``torch.compile``
-(``train.compile``) fuses operations; the count is of the eager step.
+CUDA kernels (mamba-ssm) replace the pure-PyTorch scan counted here, and CUDA graphs (what
+``train.compile`` adds on CUDA) replay a compiled forward or backward as one launch, whose
+kernels ``count_compiled_step_ops`` still counts one by one.
 """
 
 from __future__ import annotations
@@ -98,6 +99,93 @@ def count_step_ops(trainer: Any) -> dict[str, Any]:
     }
 
 
+COMPILED_REGIONS = {"Torch-Compiled Region": "forward", "CompiledFunctionBackward": "backward"}
+"""Profiler ranges of a compiled step -> the phase their operations belong to."""
+
+
+def count_compiled_step_ops(trainer: Any) -> dict[str, Any]:
+    """``count_step_ops`` for a trainer whose loss runs under ``train.compile``, counted with the
+    profiler (a dispatch mode cannot look inside compiled code): each inductor kernel is one
+    operation, as is each aten operation not called by another (GEMMs inductor leaves to aten,
+    and the step's eager phases), views and no-op ``aten::to`` aside. Phases come from the
+    compiled regions and, outside them, from the order of the step (batch, forward, backward,
+    clip, optimizer, ema). The first two steps compile and warm up; the third is counted."""
+    from torch._inductor import config as inductor_config
+    from torch.profiler import ProfilerActivity, profile
+
+    with inductor_config.patch({"cpp.enable_kernel_profile": True}):
+        trainer._train_step()
+        trainer._train_step()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            trainer._train_step()
+    ops: Counter[str] = Counter()
+    names: Counter[str] = Counter()
+    phase = PHASES[0]
+    for event in sorted(_operations(prof.events()), key=lambda e: e[0].time_range.start):
+        op, root = event
+        region = next((p for name, p in COMPILED_REGIONS.items() if name in root.name), None)
+        if region is not None:
+            phase = region
+        elif root.name.startswith("Optimizer.step"):
+            phase = "optimizer"
+        elif phase in ("forward", "backward"):
+            phase = "clip"
+        elif phase == "optimizer":
+            phase = "ema"
+        ops[phase] += 1
+        names[_kernel_name(op.name)] += 1
+    counted = {p: ops[p] for p in PHASES}
+    total = sum(counted.values())
+    return {
+        "ops": counted,
+        "views": dict.fromkeys(PHASES, 0),
+        "total_ops": total,
+        "kernel_ops": total,
+        "top_ops": dict(names.most_common(8)),
+    }
+
+
+def _operations(events: Any) -> list[tuple[Any, Any]]:
+    """(operation, its outermost profiler range) for each operation ``count_compiled_step_ops``
+    counts."""
+    found = []
+    for event in events:
+        chain, parent = [], event.cpu_parent
+        while parent is not None:
+            chain.append(parent)
+            parent = parent.cpu_parent
+        if any(_is_kernel(p) or p.name.startswith("aten::") for p in chain):
+            continue  # called by another operation
+        if _is_kernel(event) or (event.name.startswith("aten::") and _launches(event)):
+            found.append((event, chain[-1] if chain else event))
+    return found
+
+
+def _is_kernel(event: Any) -> bool:
+    """An inductor-generated kernel (C++ on the CPU, Triton on a GPU)."""
+    return "cpp_fused" in event.name or "triton_" in event.name
+
+
+def _kernel_name(name: str) -> str:
+    return "inductor kernel" if "cpp_fused" in name or "triton_" in name else name
+
+
+def _launches(event: Any) -> bool:
+    """False for views (``aten::view``, ``aten::t``, ...) and an ``aten::to`` that copies
+    nothing (the tensor already has the dtype and device)."""
+    name = event.name.removeprefix("aten::")
+    if name == "to":
+        return _copies(event)
+    packet = getattr(torch.ops.aten, name, None)
+    if packet is None:
+        return True
+    return not any(getattr(packet, o).is_view for o in packet.overloads())
+
+
+def _copies(event: Any) -> bool:
+    return any(c.name == "aten::_to_copy" or _copies(c) for c in event.cpu_children)
+
+
 def _stand_in(data_dim: int) -> Dataset:
     """Random standardised rows at D: an operation count does not depend on the values."""
     gen = torch.Generator().manual_seed(0)
@@ -119,25 +207,19 @@ def arch_ops(
 ) -> dict[str, Any]:
     """``count_step_ops`` for one arch x scale of ``table`` at D = ``data_dim``, on a CPU trainer
     built as the train job builds it (``COUNT_BATCH`` rows, autocast as a CUDA step has it:
-    ``train.bf16``), plus ``sample_ops`` / ``sample_kernel_ops``: one velocity evaluation of
+    ``train.bf16``; ``count_compiled_step_ops`` where ``train.compile``, which compiles), plus ``sample_ops`` / ``sample_kernel_ops``: one velocity evaluation of
     sampling (no gradient, no autocast, as ``evaluate`` samples)."""
     from .train import CellSpec, Trainer
 
     cfg = dataclasses.replace(
-        train,
-        batch_size=COUNT_BATCH,
-        steps=1,
-        epochs=None,
-        device="cpu",
-        trajectory_points=0,
-        compile=False,
+        train, batch_size=COUNT_BATCH, steps=3, epochs=None, device="cpu", trajectory_points=0
     )
     data = _stand_in(data_dim)
     spec = CellSpec(arch, scale, STAND_IN_ROWS, 0, str(table) if table else None)
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(spec, data, cfg, Path(out))
         trainer.autocast = train.bf16  # what Trainer sets on CUDA (cuda and train.bf16)
-        counts = count_step_ops(trainer)
+        counts = (count_compiled_step_ops if train.compile else count_step_ops)(trainer)
         counter = _PhaseCounter()
         x = data.val[:COUNT_BATCH]
         with torch.no_grad(), counter:

@@ -313,11 +313,12 @@ ARCH_KEYS = (
 ASSUMPTIONS = [
     "GPU: a step takes the longer of its FLOPs at the stated utilisation of the dense peak and "
     "its kernel operations (operations minus views) x the per-operation latency; the two do "
-    "not overlap in the bound, and nothing hides the latency (no CUDA graphs, no "
-    "torch.compile).",
-    "Operations are counted on the CPU on one eager trainer step with CPU autocast standing in "
-    "for CUDA autocast (train.bf16); fused AdamW and foreach clipping / EMA count one "
-    "operation each, though a GPU may launch one kernel per chunk of tensors.",
+    "not overlap in the bound, and nothing hides the latency.",
+    "Operations are counted on the CPU on one trainer step with CPU autocast standing in "
+    "for CUDA autocast (train.bf16): the eager step, or with train.compile the compiled one "
+    "(each inductor kernel and each GEMM one operation; on CUDA its CUDA graphs launch fewer, "
+    "so the compiled floor is an upper bound); fused AdamW and foreach clipping / EMA count "
+    "one operation each, though a GPU may launch one kernel per chunk of tensors.",
     "Mamba is counted with its pure-PyTorch scan; with mamba-ssm's fused CUDA kernels it "
     "launches fewer operations (not counted).",
     "Sampling: each velocity evaluation of evaluate's batches and of the trajectory snapshots "

@@ -285,7 +285,8 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, cfg))
         self.gen = torch.Generator(self.device).manual_seed(spec.seed + 7919)
         self.data_fingerprint = data.fingerprint
-        self.forward_model = torch.compile(self.model) if cfg.compile else self.model
+        self.cudagraphs = cfg.compile and cuda
+        self.loss = self._compiled_loss() if cfg.compile else self._loss
         self.step = 0
         self.wall_time = 0.0
         self.restarted_from_stale = False
@@ -443,6 +444,18 @@ class Trainer:
             f"with more memory (the allocator said: {str(exc).strip().splitlines()[0]})"
         )
 
+    def _loss(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The step's forward pass and loss: what ``train.compile`` compiles."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            return cfm_loss(self.model, x0, x1, t)
+
+    def _compiled_loss(self) -> Callable[..., torch.Tensor]:
+        """``_loss`` under torch.compile (its backward too, through AOTAutograd), shapes static.
+        On CUDA with CUDA graphs (``reduce-overhead``): forward and backward each replay as one
+        graph, so the step's launches are those of the graphs, clipping, AdamW and EMA."""
+        mode = "reduce-overhead" if self.cudagraphs else None
+        return torch.compile(self._loss, mode=mode, dynamic=False)
+
     def _train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
         idx = torch.randint(
@@ -453,8 +466,9 @@ class Trainer:
         t = torch.rand(cfg.batch_size, device=self.device, generator=self.gen)
         if cfg.ot_pairing:
             x0 = ot_pair(x0, x1)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            loss = cfm_loss(self.forward_model, x0, x1, t)
+        if self.cudagraphs:  # a new step: the graphs may reuse the last step's output memory
+            torch.compiler.cudagraph_mark_step_begin()
+        loss = self.loss(x0, x1, t)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
@@ -462,7 +476,8 @@ class Trainer:
         self.sched.step()
         update_ema(self.ema, self.params, ema_decay_at(self.step, cfg))
         self.step += 1
-        return loss.detach(), grad_norm.detach()
+        # The log window keeps the loss past this step: a copy, not a graph's output buffer.
+        return (loss.detach().clone() if self.cudagraphs else loss.detach()), grad_norm.detach()
 
     def run(self, progress: bool = True) -> None:
         """Train to ``cfg.steps``, logging, checkpointing, and stopping cleanly on a signal."""

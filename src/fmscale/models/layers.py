@@ -28,12 +28,17 @@ class TimestepEmbedder(nn.Module):
 
     t lives in [0, 1]; scaling it by 1000 before the sin/cos makes the features actually move
     over that interval (unscaled, the low frequencies barely change between t = 0.1 and 0.2).
+    The frequencies are a buffer computed once (not per call: 3 fewer operations per forward),
+    left out of the state_dict, so weights saved before it load unchanged.
     """
 
     def __init__(self, hidden_dim: int, freq_dim: int = 256, time_scale: float = 1000.0):
         super().__init__()
         self.freq_dim = freq_dim
         self.time_scale = time_scale
+        half = freq_dim // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+        self.register_buffer("freqs", freqs, persistent=False)
         self.mlp = nn.Sequential(
             nn.Linear(freq_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim)
         )
@@ -42,11 +47,7 @@ class TimestepEmbedder(nn.Module):
 
     def sinusoidal(self, t: torch.Tensor) -> torch.Tensor:
         """[B] -> [B, freq_dim] features: cos then sin at geometrically spaced frequencies."""
-        half = self.freq_dim // 2
-        freqs = torch.exp(
-            -math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half
-        )
-        args = (t.float() * self.time_scale)[:, None] * freqs[None]
+        args = (t.float() * self.time_scale)[:, None] * self.freqs[None]
         return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
