@@ -207,8 +207,9 @@ def arch_ops(
 ) -> dict[str, Any]:
     """``count_step_ops`` for one arch x scale of ``table`` at D = ``data_dim``, on a CPU trainer
     built as the train job builds it (``COUNT_BATCH`` rows, autocast as a CUDA step has it:
-    ``train.bf16``; ``count_compiled_step_ops`` where ``train.compile``, which compiles), plus ``sample_ops`` / ``sample_kernel_ops``: one velocity evaluation of
-    sampling (no gradient, no autocast, as ``evaluate`` samples)."""
+    ``train.bf16``; ``count_compiled_step_ops`` where ``train.compile``, which compiles),
+    plus ``sample_ops`` / ``sample_kernel_ops``: one eager velocity evaluation of sampling (no
+    gradient, no autocast, as ``evaluate`` samples)."""
     from .train import CellSpec, Trainer
 
     cfg = dataclasses.replace(
