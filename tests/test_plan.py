@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from test_workflow import ROOT, TINY, job_counts, snakemake
 
 from fmscale import cpucost
@@ -55,6 +56,21 @@ def test_a_deeper_model_dispatches_more_operations_and_the_phases_sum_to_the_tot
     assert deep["ops"]["forward"] > shallow["ops"]["forward"]
     assert deep["ops"]["backward"] > shallow["ops"]["backward"]
     assert deep["ops"]["optimizer"] == shallow["ops"]["optimizer"]  # fused: one op for all
+
+
+def test_a_compiled_step_is_counted_in_inductor_kernels_and_launches_fewer():
+    """``train.compile``: the forward and backward are inductor kernels plus the GEMMs it
+    leaves to aten; the eager phases (batch, clip, optimiser, EMA) are still there."""
+    torch._dynamo.reset()
+    eager = arch_ops("mlp", "tiny", None, 64, TrainConfig(device="cpu"))
+    compiled = arch_ops("mlp", "tiny", None, 64, TrainConfig(device="cpu", compile=True))
+    assert sum(compiled["ops"].values()) == compiled["total_ops"] == compiled["kernel_ops"]
+    assert all(compiled["ops"][phase] > 0 for phase in PHASES), compiled["ops"]
+    assert compiled["top_ops"]["inductor kernel"] > 0
+    assert compiled["kernel_ops"] < eager["kernel_ops"]
+    for phase in ("forward", "backward"):
+        assert compiled["ops"][phase] < eager["ops"][phase] - eager["views"][phase]
+    assert compiled["ops"]["optimizer"] == eager["ops"]["optimizer"]  # not compiled
 
 
 def test_the_launch_floor_binds_a_small_step_and_flops_a_large_one():
