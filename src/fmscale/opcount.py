@@ -220,7 +220,11 @@ def arch_ops(
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(spec, data, cfg, Path(out))
         trainer.autocast = train.bf16  # what Trainer sets on CUDA (cuda and train.bf16)
-        counts = (count_compiled_step_ops if train.compile else count_step_ops)(trainer)
+        if train.compile:
+            torch._dynamo.reset()  # else the 9th model in a process would fall back to eager
+            counts = count_compiled_step_ops(trainer)
+        else:
+            counts = count_step_ops(trainer)
         counter = _PhaseCounter()
         x = data.val[:COUNT_BATCH]
         with torch.no_grad(), counter:
