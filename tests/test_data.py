@@ -143,3 +143,15 @@ def test_bad_data_config_names_the_key():
         DataConfig.from_dict({"source": "file"})
     with pytest.raises(DataError, match="n_rows=600 is below"):
         build_dataset(DataConfig.from_dict(SMALL), 1000)
+
+
+def test_a_saved_dataset_is_readable_by_the_group_and_others(tmp_path):
+    """safetensors' save_file creates 0600; outputs get the mode a new file gets (umask 022)."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        build_dataset(DataConfig.from_dict(SMALL), 100).save(tmp_path / "pool.safetensors")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "pool.safetensors").stat().st_mode & 0o777 == 0o644

@@ -35,7 +35,8 @@ def temp_path(path: Path) -> Path:
 
 @contextmanager
 def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces ``path``, on error it is removed.
+    """Yield a temporary path to write; on success it replaces ``path`` with the mode a new
+    file gets (0666 less the umask: 0644 by default), on error it is removed.
 
     ``fsync`` flushes the file to disk before the rename (for checkpoints that must survive a
     power loss, not only a crash of this process).
@@ -45,12 +46,20 @@ def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
     tmp = temp_path(path)
     try:
         yield tmp
+        tmp.chmod(0o666 & ~_umask())  # as open() would: some writers create files 0600
         if fsync:
             with tmp.open("rb") as f:
                 os.fsync(f.fileno())
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, then putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | Path, content: str | bytes, fsync: bool = False) -> None:
