@@ -195,3 +195,20 @@ def test_the_workflow_source_goes_first_on_pythonpath_once(monkeypatch):
     monkeypatch.delenv("PYTHONPATH")
     put_first_on_pythonpath("/wf/src")
     assert os.environ["PYTHONPATH"] == "/wf/src"
+
+
+def test_version_has_one_home_and_the_cli_prints_it(capsys):
+    """``fmscale --version`` prints ``fmscale.__version__``, which pyproject.toml reads."""
+    from pathlib import Path
+
+    import tomllib
+
+    from fmscale import __version__
+    from fmscale.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"fmscale {__version__}"
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert "version" not in pyproject["project"] and "version" in pyproject["project"]["dynamic"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"]["attr"] == "fmscale.__version__"

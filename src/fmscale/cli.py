@@ -10,6 +10,7 @@ import re
 import sys
 from pathlib import Path
 
+from . import __version__
 from .config import DEVICES, PARAMETERISATIONS, SOLVERS, AnalysisConfig, TrainConfig
 from .plan import (
     DEFAULT_CPU_STEPS,
@@ -419,6 +420,7 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fmscale", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"fmscale {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("params", help="count parameters per arch x scale and check the ratio gate")
