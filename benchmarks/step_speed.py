@@ -2,14 +2,16 @@
 ``train.compile``, per arch x scale of the CPU table at the default study's batch, in one run.
 
     python benchmarks/step_speed.py [--baseline REV] [--archs mlp,dit] [--scales tiny] \\
-        [--steps 20] [--rounds 5] [--out DIR]
+        [--repeats 3] [--rounds 3] [--min-seconds 1] [--out DIR]
 
-Each (cell, implementation) runs in its own process: ``base`` is ``--baseline``'s trainer
-(a git worktree; default: landed main before issue 27), ``eager`` and ``compiled`` this
-checkout's, the latter with ``train.compile`` and a fresh inductor cache, so its first step
-is a cold compile (``compile s``: that step's seconds). After two warm-up steps, ``--rounds``
-rounds of ``--steps`` steps are timed; the median round gives steps/s. The order of the three
-alternates from cell to cell. Run it alone: it times the CPU. Writes DIR/step_speed.csv, .md.
+Three implementations: ``base`` is ``--baseline``'s trainer (a git worktree; default: landed
+main before issue 27), ``eager`` and ``compiled`` this checkout's, the latter with
+``train.compile``. Per cell each runs in ``--repeats`` fresh processes, interleaved (base,
+eager, compiled, base, ...), so drift of a shared machine falls on all three alike. A process
+warms up two steps, then times ``--rounds`` rounds of at least ``--min-seconds`` each; steps/s
+is the median over every round of every process. The compiled processes of a cell share one
+fresh inductor cache: the first compiles cold (``compile s``: its first step's seconds), the
+others load it. Run it alone: it times the CPU. Writes DIR/step_speed.csv and .md.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,40 +33,61 @@ BASELINE = "445b2db"
 BATCH = 64
 """config.yaml's train.batch_size: the default study's."""
 WORKER = """
-import json, statistics, sys, tempfile, time, dataclasses
+import json, sys, tempfile, time, dataclasses
 from pathlib import Path
 import torch
 from fmscale.config import TrainConfig
 from fmscale.data import Dataset
 from fmscale.train import CellSpec, Trainer
-arch, scale, batch, steps, rounds, compile_ = sys.argv[1:7]
-steps, rounds = int(steps), int(rounds)
+arch, scale, batch, rounds, min_seconds, compile_ = sys.argv[1:7]
 rows = torch.randn(96, 1024, generator=torch.Generator().manual_seed(1))
 data = Dataset(rows[:48], rows[48:72], rows[72:], torch.zeros(1024), torch.ones(1024), "s", "r")
-cfg = dataclasses.replace(TrainConfig(), batch_size=int(batch), steps=10**6, device="cpu",
+cfg = dataclasses.replace(TrainConfig(), batch_size=int(batch), steps=10**9, device="cpu",
                           trajectory_points=0, compile=compile_ == "1")
 with tempfile.TemporaryDirectory() as out:
     trainer = Trainer(CellSpec(arch, scale, 48, 0, "cpu"), data, cfg, Path(out))
     tick = time.perf_counter(); trainer._train_step(); first = time.perf_counter() - tick
-    trainer._train_step()
-    times = []
-    for _ in range(rounds):
+    tick = time.perf_counter(); trainer._train_step(); one = time.perf_counter() - tick
+    steps = max(1, int(float(min_seconds) / one))
+    rates = []
+    for _ in range(int(rounds)):
         tick = time.perf_counter()
         for _ in range(steps):
             trainer._train_step()
-        times.append(time.perf_counter() - tick)
-print(json.dumps({"first_s": first, "steps_per_s": steps / statistics.median(times)}))
+        rates.append(steps / (time.perf_counter() - tick))
+print(json.dumps({"first_s": first, "rates": rates}))
 """
 
 
-def measure(src: Path, arch: str, scale: str, args: argparse.Namespace, compiled: bool) -> dict:
-    """One process: ``WORKER`` on the fmscale of ``src``."""
-    with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "PYTHONPATH": str(src), "TORCHINDUCTOR_CACHE_DIR": cache}
-        cmd = [sys.executable, "-c", WORKER, arch, scale, str(BATCH), str(args.steps)]
-        cmd += [str(args.rounds), "1" if compiled else "0"]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+def measure(src: Path, arch: str, scale: str, args: argparse.Namespace, cache: str | None) -> dict:
+    """One process: ``WORKER`` on the fmscale of ``src``; compiled when given an inductor
+    ``cache`` folder."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    if cache is not None:
+        env["TORCHINDUCTOR_CACHE_DIR"] = cache
+    cmd = [sys.executable, "-c", WORKER, arch, scale, str(BATCH), str(args.rounds)]
+    cmd += [str(args.min_seconds), "0" if cache is None else "1"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cell_row(arch: str, scale: str, sources: dict[str, Path], args: argparse.Namespace) -> dict:
+    """steps/s of base, eager and compiled for one cell, their ratios and the cold compile."""
+    rates: dict[str, list[float]] = {name: [] for name in sources}
+    first: dict[str, list[float]] = {name: [] for name in sources}
+    with tempfile.TemporaryDirectory() as cache:
+        for _ in range(args.repeats):
+            for name, src in sources.items():
+                got = measure(src, arch, scale, args, cache if name == "compiled" else None)
+                rates[name] += got["rates"]
+                first[name].append(got["first_s"])
+    row: dict = {"arch": arch, "scale": scale}
+    row.update({f"{name} steps/s": statistics.median(r) for name, r in rates.items()})
+    for name in ("eager", "compiled"):
+        row[f"{name} / base"] = row[f"{name} steps/s"] / row["base steps/s"]
+    row["compile s"] = first["compiled"][0]
+    row["warm compile s"] = statistics.median(first["compiled"][1:] or [float("nan")])
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", default=BASELINE)
     parser.add_argument("--archs", type=comma_list(str), default=["mlp", "dit", "unet", "mamba"])
     parser.add_argument("--scales", type=comma_list(str), default=["tiny", "small", "base"])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--min-seconds", type=float, default=1.0)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     import torch
@@ -85,21 +110,11 @@ def main(argv: list[str] | None = None) -> int:
             [*git, "add", "-q", "--detach", str(tree), args.baseline], cwd=REPO, check=True
         )
         try:
-            impls = {
-                "base": lambda a, s: measure(tree / "src", a, s, args, False),
-                "eager": lambda a, s: measure(REPO / "src", a, s, args, False),
-                "compiled": lambda a, s: measure(REPO / "src", a, s, args, True),
-            }
-            for i, (arch, scale) in enumerate((a, s) for a in args.archs for s in args.scales):
-                order = list(impls) if i % 2 == 0 else list(reversed(impls))
-                got = {name: impls[name](arch, scale) for name in order}
-                row = {"arch": arch, "scale": scale}
-                row.update({f"{name} steps/s": got[name]["steps_per_s"] for name in impls})
-                row["eager / base"] = got["eager"]["steps_per_s"] / got["base"]["steps_per_s"]
-                row["compiled / base"] = got["compiled"]["steps_per_s"] / got["base"]["steps_per_s"]
-                row["compile s"] = got["compiled"]["first_s"]
-                rows.append(row)
-                print(row, flush=True)
+            sources = {"base": tree / "src", "eager": REPO / "src", "compiled": REPO / "src"}
+            for arch in args.archs:
+                for scale in args.scales:
+                    rows.append(cell_row(arch, scale, sources, args))
+                    print(rows[-1], flush=True)
         finally:
             subprocess.run([*git, "remove", "--force", str(tree)], cwd=REPO, check=True)
     fmt = "{:.2f}"
