@@ -74,15 +74,19 @@ def measure(src: Path, arch: str, scale: str, args: argparse.Namespace, cache: s
 def cell_row(arch: str, scale: str, sources: dict[str, Path], args: argparse.Namespace) -> dict:
     """steps/s of base, eager and compiled for one cell, their ratios and the cold compile."""
     rates: dict[str, list[float]] = {name: [] for name in sources}
+    spread: dict[str, list[float]] = {name: [] for name in sources}
     first: dict[str, list[float]] = {name: [] for name in sources}
     with tempfile.TemporaryDirectory() as cache:
         for _ in range(args.repeats):
             for name, src in sources.items():
                 got = measure(src, arch, scale, args, cache if name == "compiled" else None)
                 rates[name] += got["rates"]
+                spread[name].append(statistics.median(got["rates"]))
                 first[name].append(got["first_s"])
     row: dict = {"arch": arch, "scale": scale}
     row.update({f"{name} steps/s": statistics.median(r) for name, r in rates.items()})
+    # How far apart the processes of one implementation land: the noise a ratio sits in.
+    row.update({f"{name} max/min": max(r) / min(r) for name, r in spread.items()})
     for name in ("eager", "compiled"):
         row[f"{name} / base"] = row[f"{name} steps/s"] / row["base steps/s"]
     row["compile s"] = first["compiled"][0]
