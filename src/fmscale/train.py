@@ -466,10 +466,12 @@ class Trainer:
         t = torch.rand(cfg.batch_size, device=self.device, generator=self.gen)
         if cfg.ot_pairing:
             x0 = ot_pair(x0, x1)
-        if self.cudagraphs:  # a new step: the graphs may reuse the last step's output memory
+        # Drop the last step's gradients first: under CUDA graphs they live in the graphs'
+        # memory, which the next replay (after cudagraph_mark_step_begin) may reuse.
+        self.opt.zero_grad(set_to_none=True)
+        if self.cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
         loss = self.loss(x0, x1, t)
-        self.opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
         self.opt.step()
