@@ -7,8 +7,6 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
-import torch
-
 from fmscale.config import TrainConfig
 from fmscale.data import Dataset
 
@@ -19,16 +17,7 @@ ROWS = 48
 
 def dataset(dim: int = 1024) -> Dataset:
     """Standardised random rows: the losses depend on the code, not on what the rows mean."""
-    rows = torch.randn(2 * ROWS, dim, generator=torch.Generator().manual_seed(1))
-    return Dataset(
-        train_pool=rows[:ROWS],
-        val=rows[ROWS : ROWS + ROWS // 2],
-        test=rows[ROWS + ROWS // 2 :],
-        mean=torch.zeros(dim),
-        std=torch.ones(dim),
-        fingerprint="step-reference",
-        source="random",
-    )
+    return Dataset.random(ROWS, dim, 1, "step-reference")
 
 
 def trainer(arch: str, out: Path, **train: object):

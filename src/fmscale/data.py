@@ -231,6 +231,23 @@ class Dataset:
             else None,
         )
 
+    @classmethod
+    def random(cls, n_train: int, dim: int, seed: int, name: str) -> Dataset:
+        """Standard normal rows, already standardised: ``n_train`` to train, half as many each
+        to validate and test. For counting and checking a step, whose work does not depend on
+        what the rows mean (``opcount``, the step-reference test)."""
+        rows = torch.randn(2 * n_train, dim, generator=torch.Generator().manual_seed(seed))
+        cut = n_train + n_train // 2
+        return cls(
+            train_pool=rows[:n_train],
+            val=rows[n_train:cut],
+            test=rows[cut:],
+            mean=torch.zeros(dim),
+            std=torch.ones(dim),
+            fingerprint=name,
+            source="random",
+        )
+
     @staticmethod
     def peek_dim(path: str | Path) -> int:
         """The data dimension D of a prepared dataset, read from its header only."""

@@ -186,22 +186,6 @@ def _copies(event: Any) -> bool:
     return any(c.name == "aten::_to_copy" or _copies(c) for c in event.cpu_children)
 
 
-def _stand_in(data_dim: int) -> Dataset:
-    """Random standardised rows at D: an operation count does not depend on the values."""
-    gen = torch.Generator().manual_seed(0)
-    rows = torch.randn(2 * STAND_IN_ROWS, data_dim, generator=gen)
-    half = STAND_IN_ROWS
-    return Dataset(
-        train_pool=rows[:half],
-        val=rows[half : half + half // 2],
-        test=rows[half + half // 2 :],
-        mean=torch.zeros(data_dim),
-        std=torch.ones(data_dim),
-        fingerprint="opcount",
-        source="random",
-    )
-
-
 def arch_ops(
     arch: str, scale: str, table: str | Path | None, data_dim: int, train: TrainConfig
 ) -> dict[str, Any]:
@@ -215,7 +199,7 @@ def arch_ops(
     cfg = dataclasses.replace(
         train, batch_size=COUNT_BATCH, steps=3, epochs=None, device="cpu", trajectory_points=0
     )
-    data = _stand_in(data_dim)
+    data = Dataset.random(STAND_IN_ROWS, data_dim, 0, "opcount")
     spec = CellSpec(arch, scale, STAND_IN_ROWS, 0, str(table) if table else None)
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(spec, data, cfg, Path(out))
