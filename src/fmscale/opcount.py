@@ -133,7 +133,7 @@ def count_compiled_step_ops(trainer: Any) -> dict[str, Any]:
         elif phase == "optimizer":
             phase = "ema"
         ops[phase] += 1
-        names[_kernel_name(op.name)] += 1
+        names[_kernel_name(op)] += 1
     counted = {p: ops[p] for p in PHASES}
     total = sum(counted.values())
     return {
@@ -166,8 +166,8 @@ def _is_kernel(event: Any) -> bool:
     return "cpp_fused" in event.name or "triton_" in event.name
 
 
-def _kernel_name(name: str) -> str:
-    return "inductor kernel" if "cpp_fused" in name or "triton_" in name else name
+def _kernel_name(event: Any) -> str:
+    return "inductor kernel" if _is_kernel(event) else event.name
 
 
 def _launches(event: Any) -> bool:
