@@ -28,8 +28,11 @@ import numpy as np
 import pandas as pd
 from _common import RESULTS_DIR, markdown_table, run_lines, write_report
 
-from fmscale import analysis, bootstrap, lawfit
-from fmscale.analysis_report import write_figures, write_tables
+from fmscale import analysis
+from fmscale.analysis import bootstrap, fits, lawfit
+from fmscale.analysis.figures import write_figures
+from fmscale.analysis.latex import write_tables
+from fmscale.analysis.rows import model_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,7 +63,7 @@ def baseline_src(revision: str, into: Path) -> Path:
 def split(summary: Path, workdir: Path) -> tuple[float, float]:
     frame = pd.read_csv(summary)
     start = time.perf_counter()
-    report, laws, rows = analysis.analyse(frame, None, analysis.Settings())
+    report, laws, rows = analysis.analyze_rows(frame, None, analysis.Settings())
     numbers = time.perf_counter() - start
     start = time.perf_counter()
     write_figures(rows, report, laws, workdir / "figures")
@@ -69,13 +72,13 @@ def split(summary: Path, workdir: Path) -> tuple[float, float]:
 
 
 def agreement(summary: Path, resamples: int) -> list[dict]:
-    rows = analysis.model_rows(pd.read_csv(summary))
+    rows = model_rows(pd.read_csv(summary))
     out = []
     with bootstrap.single_threaded_blas():
         for arch, part in rows.groupby("arch"):
             for target in analysis.FIT_TARGETS:
                 data = part[np.isfinite(part[target]) & (part[target] > 0)].reset_index(drop=True)
-                points = analysis._points(data, target)
+                points = fits._points(data, target)
                 best = lawfit.fit_from_grid(points)
                 rng = bootstrap.stream(0, "fit", arch, target)
                 targets, _ = bootstrap.law_targets(data, points, best.theta, 5, resamples, rng)

@@ -37,14 +37,14 @@ import torch
 from _cells import add_cell_arguments, budget, synthetic_data
 from _common import RESULTS_DIR, comma_list, machine_lines, markdown_table, write_report
 
-from fmscale.config import EvalConfig
-from fmscale.evaluate import evaluate_cell
-from fmscale.interaction import (
+from fmscale.analysis.interaction import (
     CAPACITY_METRIC,
     capacity_at_largest_n,
     cell_estimate,
     difference,
 )
+from fmscale.config import EvalConfig
+from fmscale.evaluate import evaluate_cell
 from fmscale.models.scaling import load_table
 from fmscale.train import CellSpec, train_cell
 

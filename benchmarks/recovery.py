@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 from _common import RESULTS_DIR, markdown_table, run_lines, write_report
 
-from fmscale.recovery import grid_of, recover, summarise
+from fmscale.analysis.recovery import grid_of, recover, summarise
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDIES = {

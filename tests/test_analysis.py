@@ -10,20 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fmscale import analysis, bootstrap, lawfit
-from fmscale.analysis import (
-    SUMMARY_COLUMNS,
-    Settings,
-    analyse,
-    fit_law,
-    fit_n_law,
-    model_rows,
-    result_checks,
-)
-from fmscale.analysis_report import markdown
+from fmscale.analysis import Settings, analyze_rows, bootstrap, fits, lawfit
+from fmscale.analysis.checks import result_checks
+from fmscale.analysis.fits import fit_law, fit_n_law
+from fmscale.analysis.intervals import wilson
+from fmscale.analysis.report import markdown
+from fmscale.analysis.rows import SUMMARY_COLUMNS, model_rows
 from fmscale.cli import main
-from fmscale.intervals import wilson
-from fmscale.study import ANALYSIS_FIGURES, ANALYSIS_TABLES
+from fmscale.record import ANALYSIS_FIGURES, ANALYSIS_TABLES
 
 LAW = {"E": 0.8, "A": 30.0, "alpha": 0.3, "B": 20.0, "beta": 0.5}
 SCALES = {"tiny": 1e5, "small": 4e5, "base": 1.6e6}
@@ -126,7 +120,7 @@ def test_two_scales_give_the_verdict_not_numbers():
     assert entry["verdict"] == "under-identified: 2 scales, 4 n_train (needs 3 each)"
     assert entry["alpha"] == {"estimate": None, "ci": None} and entry["loso_error"] is None
     summary = table.assign(kind="model", status="ok", val_loss_ratio=0.5, memorised_fraction=0.0)
-    report, _, _ = analyse(summary, None, Settings(resamples=20))
+    report, _, _ = analyze_rows(summary, None, Settings(resamples=20))
     line = next(row for row in markdown(report).splitlines() if row.startswith("| mlp | val_loss"))
     assert "under-identified" in line and not any(ch.isdigit() for ch in line.split("|")[5:])
 
@@ -178,7 +172,7 @@ def test_paired_comparisons_resolve_a_real_difference_only():
     summary = clean_summary(seeds=3)
     worse = (summary.kind == "model") & (summary.arch == "unet")
     summary.loc[worse, "val_loss_ratio"] += 0.1
-    report, _, _ = analyse(summary, None, Settings(resamples=200))
+    report, _, _ = analyze_rows(summary, None, Settings(resamples=200))
     pooled = {
         (c["metric"], c["a"], c["b"]): c for c in report["comparisons"] if c["n_train"] is None
     }
@@ -189,7 +183,7 @@ def test_paired_comparisons_resolve_a_real_difference_only():
 
 
 def test_few_pairs_get_the_student_t_interval_not_a_bootstrap():
-    from fmscale.analysis import MIN_BOOTSTRAP_PAIRS, _comparison
+    from fmscale.analysis.compare import MIN_BOOTSTRAP_PAIRS, _comparison
 
     rng = np.random.default_rng(0)
     three = _comparison(np.array([0.10, 0.12, 0.14]), rng, 200)
@@ -264,7 +258,7 @@ def test_bad_trajectories_exit_2_naming_the_column(tmp_path, capsys):
 
 
 def test_analysis_does_not_import_torch():
-    code = "import sys, fmscale.analysis, fmscale.analysis_report; print('torch' in sys.modules)"
+    code = "import sys, fmscale.analysis, fmscale.analysis.report; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -372,7 +366,7 @@ def test_judge_names_each_reason():
 def test_bootstrap_keeps_every_cell():
     """Seeds are resampled within their own cell; with one seed, residuals at the fixed design."""
     table = law_table(np.random.default_rng(0), list(SCALES.values()), SIZES, seeds=3)
-    points = analysis._points(table, "val_loss")
+    points = fits._points(table, "val_loss")
     fit = lawfit.fit_from_grid(points)
     targets, scheme = bootstrap.law_targets(table, points, fit.theta, 5, 50, bootstrap.stream(0))
     assert scheme == "seeds within cells"
@@ -382,14 +376,14 @@ def test_bootstrap_keeps_every_cell():
         drawn = cell.mean() + (targets[:, column] - cell.mean()) / np.sqrt(3 / 2)
         assert set(np.round(drawn, 12)) <= set(np.round(cell, 12))
     one = table[table.seed == 0].reset_index(drop=True)
-    points = analysis._points(one, "val_loss")
+    points = fits._points(one, "val_loss")
     targets, scheme = bootstrap.law_targets(one, points, fit.theta, 5, 50, bootstrap.stream(0))
     assert scheme == "residuals (one seed)" and targets.shape == (50, len(one))
 
 
 def test_batched_refits_reach_the_optima_of_l_bfgs_b():
     table = law_table(np.random.default_rng(2), list(SCALES.values()), SIZES, seeds=2)
-    points = analysis._points(table, "val_loss")
+    points = fits._points(table, "val_loss")
     fit = lawfit.fit_from_grid(points)
     targets, _ = bootstrap.law_targets(table, points, fit.theta, 5, 12, bootstrap.stream(1))
     batched = lawfit.refit(points, targets, fit.theta, 1)

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fmscale import crossover
-from fmscale.analysis import model_rows
+from fmscale.analysis import crossover
+from fmscale.analysis.rows import model_rows
 
 SCALES = {"tiny": 1e5, "small": 4e5, "base": 1.6e6}
 SIZES = [25, 50, 100, 200, 400, 800, 1600, 3200, 6400]

@@ -10,17 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from fmscale import summarize as summarize_module
+from fmscale import summary as summarize_module
+from fmscale.catalogue import HEADLINE_METRICS, REFERENCES, SYNTHETIC_ONLY, plot_names
 from fmscale.cli import main
-from fmscale.study import (
-    CELL_LOG_NAME,
-    CELL_PATTERN,
-    HEADLINE_METRICS,
-    REFERENCE_PATTERN,
-    SYNTHETIC_ONLY,
-    plot_names,
-)
-from fmscale.summarize import COLUMNS, ResultsError, collect, summarize
+from fmscale.record import COLUMNS
+from fmscale.study import CELL_LOG_NAME, CELL_PATTERN, REFERENCE_PATTERN
+from fmscale.summary import ResultsError, collect, summarize
 
 CELL = {"dataset": "synthetic", "arch": "mlp", "scale": "tiny", "n_train": 100, "seed": 0}
 GRID = {
@@ -70,9 +65,7 @@ def write_finished(results: Path, cell: dict = CELL) -> None:
 
 
 def write_references(results: Path, n_train: int = 100, dataset: str = "synthetic") -> Path:
-    refs = {
-        name: {"mmd2_pca": 0.001, "precision_pca": 0.95} for name in summarize_module.REFERENCES
-    }
+    refs = {name: {"mmd2_pca": 0.001, "precision_pca": 0.95} for name in REFERENCES}
     path = results / REFERENCE_PATTERN.format(dataset=dataset, n_train=n_train)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"n_train": n_train, "references": refs}))
@@ -232,7 +225,7 @@ def test_missing_or_corrupt_reference_file_is_listed_as_missing(tmp_path, no_plo
     refs = frame[frame.kind == "reference"]
     assert set(refs[refs.n_train == 100].status) == {"ok"}
     bad = refs[refs.n_train == 200]
-    assert set(bad.arch) == set(summarize_module.REFERENCES)
+    assert set(bad.arch) == set(REFERENCES)
     assert set(bad.status) == {"missing"} and bad.error.str.contains(str(path)).all()
     md = (tmp_path / "summary.md").read_text()
     assert "## Missing reference rows" in md and str(path) in md
@@ -285,7 +278,7 @@ def test_seeds_and_counts_print_as_integers(tmp_path, no_plots):
 
 
 def test_a_reference_row_skipped_by_its_cap_says_why(tmp_path):
-    from fmscale.summarize import summary_markdown
+    from fmscale.summary import summary_markdown
 
     refs = {"real_holdout": {"mmd2_pca": 0.001}, "empirical_flow": {"skipped": "n_train=9 cap"}}
     path = tmp_path / REFERENCE_PATTERN.format(dataset="synthetic", n_train=9)

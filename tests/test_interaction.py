@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fmscale.analysis_report import markdown
-from fmscale.interaction import cell_estimate, difference, interaction
-from fmscale.intervals import wilson
+from fmscale.analysis.interaction import cell_estimate, difference, interaction
+from fmscale.analysis.intervals import wilson
+from fmscale.analysis.report import markdown
 
 SCALES = ["tiny", "small", "base"]
 SIZES = [32, 256, 4096]

@@ -15,7 +15,7 @@ from fmscale.data import build_dataset, load_embeddings
 from fmscale.datafile import DataError, peek_shape
 from fmscale.migrate import migrate_results
 from fmscale.study import CELL_PATTERN, REFERENCE_PATTERN, check_layout, load_study
-from fmscale.summarize import summarize
+from fmscale.summary import summarize
 
 ROWS, DIM = 60, 12
 RNG = np.random.default_rng(0)

@@ -16,6 +16,7 @@ from fmscale.models.scaling import (
     PACKAGED_TABLES,
     ScalingTableError,
     load_table,
+    table_label,
 )
 from fmscale.params import ParamGateError, count_table, verify_params
 
@@ -146,3 +147,17 @@ def test_create_model_accepts_another_table(tmp_path):
     model = create_model("mlp", "s2", table=path, data_dim=64)
     assert model.in_proj.out_features == 64
     assert set(ARCHITECTURES) >= set(load_table(path).archs)
+
+
+def test_a_table_is_labelled_without_the_machine_s_paths(tmp_path, monkeypatch):
+    """params.md names a packaged table by name, even a copy in another checkout, and any other
+    table by its path relative to the working directory (no /home/... in committed docs)."""
+    copy = tmp_path / "elsewhere" / PACKAGED_TABLES["cpu"].name
+    copy.parent.mkdir()
+    copy.write_bytes(PACKAGED_TABLES["cpu"].read_bytes())
+    assert table_label(load_table(copy)) == "cpu (packaged)"
+    own = tmp_path / "tables" / "mine.yaml"
+    own.parent.mkdir()
+    own.write_bytes(PACKAGED_TABLES["cpu"].read_bytes())
+    monkeypatch.chdir(tmp_path)
+    assert table_label(load_table(own)) == "tables/mine.yaml"

@@ -4,7 +4,7 @@
 import pandas as pd
 import pytest
 
-from fmscale.recovery import TRUE_LAW, Grid, recover, simulate, summarise
+from fmscale.analysis.recovery import TRUE_LAW, Grid, recover, simulate, summarise
 
 NOISE = {16: 0.028, 64: 0.011, 256: 0.010, 1024: 0.013, 4096: 0.009}
 """The CPU validation study's measured seed spread of log val_loss (per n_train)."""

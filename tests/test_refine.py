@@ -12,7 +12,7 @@ import pytest
 from tests.test_config import SCHEMA
 from tests.test_faults_summary import GRID, folder, write_cell, write_metrics, write_references
 
-from fmscale import summarize as summarize_module
+from fmscale import summary as summarize_module
 from fmscale.cli import main
 from fmscale.config import AnalysisConfig, ConfigError, GridConfig, RefineConfig, from_section
 from fmscale.refine import (
@@ -32,7 +32,7 @@ from fmscale.refine import (
     round_document,
 )
 from fmscale.study import CELL_KEYS, load_study, settings
-from fmscale.summarize import summarize
+from fmscale.summary import summarize
 
 
 def frame(curve, arch="mlp", scale="tiny", seed=0, status="ok"):

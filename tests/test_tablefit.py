@@ -71,7 +71,7 @@ def test_fitted_rows_are_nearest_their_target():
 
 
 def count_table_row(arch, row, dim):
-    from fmscale.params import count_model
+    from fmscale.counting import count_model
 
     return count_model(arch, row, dim, P)
 

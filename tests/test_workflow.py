@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from fmscale.study import ANALYSIS_FIGURES, REFERENCES
+from fmscale.catalogue import REFERENCES
+from fmscale.record import ANALYSIS_FIGURES
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Path(__file__).with_name("workflow_tiny.yaml")

@@ -11,14 +11,16 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import DEVICES, PARAMETERISATIONS, SOLVERS, AnalysisConfig, TrainConfig
-from .plan import (
-    DEFAULT_CPU_STEPS,
-    DEFAULT_GPU_JOB_START_S,
-    DEFAULT_OP_LATENCY_US,
-    DEFAULT_UTILISATION,
+from .config import (
+    DEVICES,
+    PARAMETERISATIONS,
+    SOLVERS,
+    AnalysisConfig,
+    PlanAssumptions,
+    SyntheticConfig,
+    TrainConfig,
 )
-from .study import ANALYSIS_N_SAMPLES
+from .record import ANALYSIS_N_SAMPLES
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
@@ -216,7 +218,7 @@ def _cmd_reference(args: argparse.Namespace) -> int:
 
 def _cmd_summarize(args: argparse.Namespace) -> int:
     from .config import DataConfig
-    from .summarize import summarize
+    from .summary import summarize
 
     settings = _settings(args)
     grid, synthetic = None, None
@@ -273,7 +275,7 @@ def _cmd_refine(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings["grid"]:  # the study's cells from their run folders (the workflow's rounds)
         from .study import cells
-        from .summarize import cell_rows
+        from .summary import cell_rows
 
         grid = settings["grid"]
         dataset = DataConfig.from_dict(settings["data"]).name
@@ -287,7 +289,7 @@ def _cmd_refine(args: argparse.Namespace) -> int:
     else:  # every finished cell of summary.csv
         if args.round is not None:
             raise ConfigError("--round reads a study's run folders: give --config or --settings")
-        from .analysis import one_dataset, read_summary
+        from .analysis.rows import one_dataset, read_summary
 
         path = Path(args.results) / "summary.csv"
         rows, dataset = one_dataset(read_summary(path), args.data_name, path)
@@ -426,7 +428,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("params", help="count parameters per arch x scale and check the ratio gate")
     p.add_argument("--table", help="scaling table YAML (default: the packaged table)")
     p.add_argument(
-        "--data-dim", type=_count(1), default=1024, help="vector dimension D (default 1024)"
+        "--data-dim",
+        type=_count(1),
+        default=SyntheticConfig.dim,
+        help=f"vector dimension D (default {SyntheticConfig.dim})",
     )
     p.add_argument("--dataset", help="a prepared dataset: take D from it (overrides --data-dim)")
     p.add_argument(
@@ -606,28 +611,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--utilisation",
         type=_fraction(one=True),
-        default=DEFAULT_UTILISATION,
-        help=f"assumed share of the GPU's peak FLOP/s (default {DEFAULT_UTILISATION})",
+        default=PlanAssumptions.utilisation,
+        help=f"assumed share of the GPU's peak FLOP/s (default {PlanAssumptions.utilisation})",
     )
     p.add_argument(
         "--op-latency-us",
         type=_seconds,
-        default=DEFAULT_OP_LATENCY_US,
+        default=PlanAssumptions.op_latency_us,
         help="assumed microseconds per kernel operation on a GPU, the launch floor "
-        f"(default {DEFAULT_OP_LATENCY_US:g})",
+        f"(default {PlanAssumptions.op_latency_us:g})",
     )
     p.add_argument(
         "--gpu-job-start-s",
         type=_seconds,
-        default=DEFAULT_GPU_JOB_START_S,
-        help=f"assumed start-up seconds per GPU job (default {DEFAULT_GPU_JOB_START_S:g})",
+        default=PlanAssumptions.gpu_job_start_s,
+        help=f"assumed start-up seconds per GPU job (default {PlanAssumptions.gpu_job_start_s:g})",
     )
     p.add_argument(
         "--cpu-steps",
         type=_count(0),
-        default=DEFAULT_CPU_STEPS,
+        default=PlanAssumptions.cpu_steps,
         help="timed training steps per arch x scale on this CPU; 0: no CPU timing and no wall "
-        f"time (default {DEFAULT_CPU_STEPS})",
+        f"time (default {PlanAssumptions.cpu_steps})",
     )
     p.add_argument(
         "--cores",

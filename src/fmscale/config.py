@@ -312,6 +312,28 @@ class ParamsConfig:
 
 
 @dataclass(frozen=True)
+class PlanAssumptions:
+    """What ``fmscale plan`` assumes where it cannot measure (its flags override each)."""
+
+    utilisation: float = 0.1
+    """The share of the peak a cell's FLOPs are assumed to reach."""
+    op_latency_us: float = 6.0
+    """Host-side microseconds per kernel-launching operation of an eager PyTorch step on a GPU,
+    whatever its size (an assumption): PyTorch's eager dispatch of one tiny op is 4.5 us on a
+    fast desktop CPU (J. Ansel, "Micro-optimizations for the most micro of benchmarks",
+    dev-discuss.pytorch.org/t/1836), and Meta's Holistic Trace Analysis docs put the CPU side of
+    a CUDA kernel launch at "usually 5-20 microseconds" (facebookresearch/HolisticTraceAnalysis,
+    docs/source/features/cuda_kernel_launch_stats.rst). The same for every GPU named here."""
+    gpu_job_start_s: float = 10.0
+    """Seconds a GPU job spends before and after its steps (an assumption): interpreter, torch
+    and torch._dynamo imports (~3-4 s measured on the CPU machine,
+    benchmarks/pipeline_overhead.md), CUDA context and cuBLAS initialisation, data to the
+    device, outputs written."""
+    cpu_steps: int = 5
+    """Timed training steps per arch x scale on this CPU (their median is used)."""
+
+
+@dataclass(frozen=True)
 class AnalysisConfig:
     """How ``fmscale analyze`` reads the study (the workflow and the command share these).
 

@@ -9,13 +9,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-import torch
-from torch import nn
-
-from .config import TrainConfig
+from .config import SyntheticConfig, TrainConfig
+from .counting import count_model
 from .files import atomic_path, atomic_write
-from .flow import build_field
 from .models.scaling import ScalingTable, load_table, table_label
+from .tablefit import fit_table
 
 
 class ParamGateError(RuntimeError):
@@ -36,21 +34,6 @@ class ParamRow:
     @property
     def ok(self) -> bool:
         return self.verdict == "ok"
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of scalars in the model's parameters (shared tensors counted once)."""
-    return sum(p.numel() for p in model.parameters())
-
-
-def count_model(
-    arch: str, row: dict, data_dim: int = 1024, parameterisation: str = TrainConfig.parameterisation
-) -> int:
-    """Build the velocity field a cell trains on the meta device (no memory, no init cost) and
-    count it: the network plus whatever its parameterisation adds."""
-    with torch.device("meta"):
-        model = build_field(arch, row, data_dim, parameterisation)
-    return count_parameters(model)
 
 
 def _verdict(
@@ -75,7 +58,9 @@ def _verdict(
 
 
 def count_table(
-    table: ScalingTable, data_dim: int = 1024, parameterisation: str = TrainConfig.parameterisation
+    table: ScalingTable,
+    data_dim: int = SyntheticConfig.dim,
+    parameterisation: str = TrainConfig.parameterisation,
 ) -> list[ParamRow]:
     """One ParamRow per arch x scale, in table order, with ratio to the previous scale."""
     rows = []
@@ -111,7 +96,7 @@ def count_table(
 def render_markdown(
     rows: list[ParamRow],
     table: ScalingTable,
-    data_dim: int = 1024,
+    data_dim: int = SyntheticConfig.dim,
     parameterisation: str = TrainConfig.parameterisation,
 ) -> str:
     """The gate's table as Markdown, with a header line stating the rule it applied."""
@@ -181,7 +166,7 @@ class Gate:
 
 def check_gate(
     table: str | Path | None = None,
-    data_dim: int = 1024,
+    data_dim: int = SyntheticConfig.dim,
     allow_off_ratio: bool = False,
     archs: list[str] | None = None,
     parameterisation: str = TrainConfig.parameterisation,
@@ -194,8 +179,6 @@ def check_gate(
     ``targets`` replace the table's capacity targets. The error, when there is one, names
     every off row and the fix.
     """
-    from .tablefit import fit_table
-
     scaling = load_table(table)
     unknown = sorted(set(archs or ()) - set(scaling.archs))
     if unknown:
@@ -324,7 +307,7 @@ def write_table(table: ScalingTable, path: str | Path, header: str) -> None:
 
 def verify_params(
     table: str | Path | None = None,
-    data_dim: int = 1024,
+    data_dim: int = SyntheticConfig.dim,
     out_csv: str | Path | None = None,
     out_md: str | Path | None = None,
     allow_off_ratio: bool = False,

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .config import StudyConfig, TrainConfig
+from .config import PlanAssumptions, StudyConfig, TrainConfig
 from .cpucost import CpuCosts
 from .schedule import Job, wall_times
 from .study import cells, study_grid, study_table
@@ -36,26 +36,11 @@ GPU_PEAK_TFLOPS = {
     "L40S": {"bf16": 362.05, "tf32": 183.0, "fp32": 91.6},
 }
 """Dense (no sparsity) peak TFLOP/s from NVIDIA's datasheets, per precision."""
-DEFAULT_UTILISATION = 0.1
-"""The share of the peak a cell's FLOPs are assumed to reach when none is given."""
-DEFAULT_OP_LATENCY_US = 6.0
-"""Host-side microseconds per kernel-launching operation of an eager PyTorch step on a GPU,
-whatever its size (an assumption): PyTorch's eager dispatch of one tiny op is 4.5 us on a fast
-desktop CPU (J. Ansel, "Micro-optimizations for the most micro of benchmarks",
-dev-discuss.pytorch.org/t/1836), and Meta's Holistic Trace Analysis docs put the CPU side of a
-CUDA kernel launch at "usually 5-20 microseconds" (facebookresearch/HolisticTraceAnalysis,
-docs/source/features/cuda_kernel_launch_stats.rst). The same for every GPU named here."""
 OP_LATENCY_SOURCE = (
     "eager PyTorch dispatch ~4.5 us per op (dev-discuss.pytorch.org/t/1836); CUDA kernel launch "
     "5-20 us on the CPU side (facebookresearch/HolisticTraceAnalysis, "
     "cuda_kernel_launch_stats.rst)"
 )
-DEFAULT_GPU_JOB_START_S = 10.0
-"""Seconds a GPU job spends before and after its steps (an assumption): interpreter, torch and
-torch._dynamo imports (~3-4 s measured on the CPU machine, benchmarks/pipeline_overhead.md),
-CUDA context and cuBLAS initialisation, data to the device, outputs written."""
-DEFAULT_CPU_STEPS = 5
-"""Timed training steps per arch x scale on this CPU (their median is used)."""
 SNAKEMAKE_START_S = 3.0
 """Seconds from ``snakemake`` starting to its first job (DAG build with the gate); measured on
 the 2-core machine (benchmarks/results/plan_accuracy.json)."""
@@ -227,9 +212,9 @@ def plan(
     study: StudyConfig,
     data_shape: tuple[int, int],
     source: str,
-    utilisation: float = DEFAULT_UTILISATION,
-    op_latency_us: float = DEFAULT_OP_LATENCY_US,
-    gpu_job_start_s: float = DEFAULT_GPU_JOB_START_S,
+    utilisation: float = PlanAssumptions.utilisation,
+    op_latency_us: float = PlanAssumptions.op_latency_us,
+    gpu_job_start_s: float = PlanAssumptions.gpu_job_start_s,
     cpu: CpuCosts | None = None,
     cores: int = 1,
 ) -> dict[str, Any]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .opcount import PHASES
-
 REFERENCE_GPU = "H100 SXM"
 """The GPU whose per-step times the per arch x scale table shows."""
 
@@ -27,6 +25,7 @@ def render(p: dict[str, Any]) -> str:
     """The plan as Markdown."""
     a, grid, prec = p["assumptions"], p["grid"], p["precision"]
     jobs = p["jobs"]
+    phases = list(p["ops"][0]["ops"]) if p["ops"] else []  # fmscale.opcount's, in order
     lines = [
         f"# Plan: {p['source']}",
         "",
@@ -47,17 +46,17 @@ def render(p: dict[str, Any]) -> str:
         f" {REFERENCE_GPU} per step: FLOPs at {a['utilisation']:.0%} of the {prec} peak vs"
         f" kernels x {a['op_latency_us']:g} us.",
         "",
-        "| arch | scale | params | " + " | ".join(PHASES) + " | ops | views | kernels | sample"
+        "| arch | scale | params | " + " | ".join(phases) + " | ops | views | kernels | sample"
         " kernels | FLOPs/step | compute us | launch us | bound |",
-        "|---|---|" + "---:|" * (len(PHASES) + 10),
+        "|---|---|" + "---:|" * (len(phases) + 10),
     ]
     peak = p["gpu_peak_tflops"][REFERENCE_GPU] * 1e12 * a["utilisation"]
     for o in p["ops"]:
         compute = o["train_flops_per_step"] / peak * 1e6
         launch = o["kernel_ops"] * a["op_latency_us"]
-        phases = " | ".join(str(o["ops"][ph]) for ph in PHASES)
+        by_phase = " | ".join(str(o["ops"][ph]) for ph in phases)
         lines.append(
-            f"| {o['arch']} | {o['scale']} | {o['n_params']:,} | {phases} | {o['total_ops']} | "
+            f"| {o['arch']} | {o['scale']} | {o['n_params']:,} | {by_phase} | {o['total_ops']} | "
             f"{sum(o['views'].values())} | {o['kernel_ops']} | {o['sample_kernel_ops']} | "
             f"{o['train_flops_per_step']:.3g} | {compute:.3g} | {launch:.3g} | "
             f"{'launch' if launch > compute else 'FLOPs'} |"

@@ -23,8 +23,6 @@ from .models.scaling import ScalingTable, load_table, parse_table
 CELL_KEYS = ("dataset", "arch", "scale", "n_train", "seed")
 """What names a cell; ``GRID_AXES`` are the grid's lists of each, in the same order."""
 GRID_AXES = ("datasets", "archs", "scales", "n_train", "seeds")
-REFERENCES = ("real_holdout", "gaussian_fit", "memoriser", "empirical_flow", "exact_field")
-"""The reference rows a model's metrics are read against (``exact_field``: synthetic data only)."""
 TRAJECTORY_FIELDS = [
     "step",
     "epochs",
@@ -49,50 +47,6 @@ REFINE_PATTERN = "refine/{dataset}/round{round}.json"
 PARAMS_DIR = "params/{dataset}"
 """The gate's outputs for one dataset: ``params.csv``, ``params.md`` and ``table.yaml`` (the
 table the cells train: the scaling table, fitted at the data's D when it is a packaged one)."""
-SYNTHETIC_ONLY = ("mode_kl", "modes_covered", "modes_total", "on_mode_fraction", "logpdf_per_dim")
-"""Metrics that need the generating distribution: scored, tabled and plotted on synthetic data
-only (with the ``exact_field`` reference row)."""
-HEADLINE_METRICS = [
-    "val_loss_ratio",
-    "gap_ratio",
-    "mmd2_pca",
-    "precision_pca",
-    "recall_pca",
-    "one_nn_acc_pca",
-    "fd_pca",
-    "mode_kl",
-    "modes_covered",
-    "variance_ratio",
-    "memorised_fraction",
-    "nn_train_test_ratio",
-]
-PLOTS = [
-    "val_loss_ratio_vs_params",
-    "mmd2_pca_vs_params",
-    "precision_pca_vs_params",
-    "mode_kl_vs_params",
-    "mmd2_pca_vs_n_train",
-    "memorisation_vs_n_train",
-]
-SYNTHETIC_PLOTS = ("mode_kl_vs_params",)
-"""Plots of ``SYNTHETIC_ONLY`` metrics: drawn on synthetic data only."""
-
-
-def plot_names(synthetic: bool) -> list[str]:
-    """The plots ``summarize`` draws for a dataset: every one of PLOTS on synthetic data, all
-    but the synthetic-only ones on real data (which would be empty)."""
-    return [name for name in PLOTS if synthetic or name not in SYNTHETIC_PLOTS]
-
-
-ANALYSIS_N_SAMPLES = 300
-"""Samples assumed behind each memorised_fraction when summary.csv has no n_samples column."""
-ANALYSIS_FIGURES = ["heatmaps", "val_loss_fits", "n_star", "interaction", "collapse"]
-"""Figures of ``fmscale analyze`` under <results>/analysis/, written whatever the grid."""
-FIGURE_FORMATS = ("png", "pdf", "svg")
-"""Every analysis figure is saved in each of these (PNG at FIGURE_DPI, PDF and SVG vector)."""
-FIGURE_DPI = 200
-ANALYSIS_TABLES = ["fits", "n_star", "capacity", "collapse"]
-"""The headline tables of ``fmscale analyze`` as LaTeX (booktabs) under <results>/analysis/."""
 
 
 def cells(grid: dict[str, Any]) -> list[dict[str, Any]]:

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from .counting import count_model
 from .models.configs import build_config
 from .models.scaling import ScalingTable, _freeze
-from .params import count_model
 
 SEARCH_RADIUS = 1
 """Valid knob values counted on each side of the quadratic's guess (1 and 3 gave the same

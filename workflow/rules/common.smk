@@ -3,12 +3,11 @@ import json
 import os
 import shlex
 
+from fmscale.catalogue import plot_names
+from fmscale.record import ANALYSIS_FIGURES, ANALYSIS_TABLES, FIGURE_FORMATS
 from fmscale.study import (
-    ANALYSIS_FIGURES,
-    ANALYSIS_TABLES,
     CELL_LOG_NAME,
     CELL_PATTERN,
-    FIGURE_FORMATS,
     PARAMS_DIR,
     REFERENCE_PATTERN,
     cells,
@@ -16,7 +15,6 @@ from fmscale.study import (
     data_shape,
     fits_table,
     load_study,
-    plot_names,
     put_first_on_pythonpath,
     settings,
     study_grid,

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import SyntheticConfig
 from .configs import DiTConfig
 from .layers import TimestepEmbedder, TokenHead, check_tokenizable, modulate, zero_linear
 
@@ -49,7 +50,7 @@ class DiTBlock(nn.Module):
 class DiTVelocity(nn.Module):
     """v(x, t): D -> ``num_tokens`` x chunk tokens, learned positions, adaLN-Zero blocks."""
 
-    def __init__(self, cfg: DiTConfig, data_dim: int = 1024):
+    def __init__(self, cfg: DiTConfig, data_dim: int = SyntheticConfig.dim):
         super().__init__()
         self.data_dim = data_dim
         self.num_tokens = cfg.num_tokens

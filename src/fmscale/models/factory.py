@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import nn
 
+from ..config import SyntheticConfig
 from .configs import ARCH_CONFIGS, build_config, field_names
 from .scaling import get_scaled_config
 
@@ -57,7 +58,7 @@ def create_model(
     arch: str,
     scale: str | None = None,
     *,
-    data_dim: int = 1024,
+    data_dim: int = SyntheticConfig.dim,
     table: str | Path | None = None,
     **overrides: Any,
 ) -> nn.Module:
@@ -68,6 +69,6 @@ def create_model(
     return build_model(arch, resolve_row(arch, scale, table, **overrides), data_dim)
 
 
-def build_model(arch: str, row: dict[str, Any], data_dim: int = 1024) -> nn.Module:
+def build_model(arch: str, row: dict[str, Any], data_dim: int = SyntheticConfig.dim) -> nn.Module:
     """Build ``arch`` from a resolved row (e.g. the one a trained cell recorded)."""
     return ARCHITECTURES[arch](build_config(arch, row), data_dim=data_dim)

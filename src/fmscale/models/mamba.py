@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import SyntheticConfig
 from . import mamba_kernels
 from .configs import MambaConfig
 from .layers import TimestepEmbedder, TokenHead, check_tokenizable, modulate, zero_linear
@@ -202,7 +203,7 @@ class BiMambaLayer(nn.Module):
 class MambaVelocity(nn.Module):
     """v(x, t): D -> ``num_tokens`` chunks -> d_model, bidirectional Mamba layers, adaLN head."""
 
-    def __init__(self, cfg: MambaConfig, data_dim: int = 1024):
+    def __init__(self, cfg: MambaConfig, data_dim: int = SyntheticConfig.dim):
         super().__init__()
         self.data_dim = data_dim
         self.num_tokens = cfg.num_tokens

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..config import SyntheticConfig
 from .configs import MLPConfig
 from .layers import FiLMResBlock, TimestepEmbedder, zero_linear
 
@@ -12,7 +13,7 @@ from .layers import FiLMResBlock, TimestepEmbedder, zero_linear
 class MLPVelocity(nn.Module):
     """v(x, t): project D -> hidden, residual FiLM blocks, zero-initialised projection back to D."""
 
-    def __init__(self, cfg: MLPConfig, data_dim: int = 1024):
+    def __init__(self, cfg: MLPConfig, data_dim: int = SyntheticConfig.dim):
         super().__init__()
         h = cfg.hidden_dim
         self.data_dim = data_dim

@@ -260,10 +260,21 @@ def is_packaged(table: str | Path | None) -> bool:
 
 
 def table_label(table: ScalingTable) -> str:
-    """How outputs name a table: a packaged one by its name, any other by its path."""
-    names = {path.resolve(): name for name, path in PACKAGED_TABLES.items()}
-    name = names.get(Path(table.path).resolve())
-    return f"{name} (packaged)" if name else str(table.path)
+    """How outputs name a table: a packaged one by its name (also a copy of it in another
+    checkout, same file name and bytes), any other by its path, relative to the working
+    directory when under it, so no output names the machine it ran on."""
+    path = Path(table.path)
+    for name, packaged in PACKAGED_TABLES.items():
+        if path.resolve() == packaged.resolve() or (
+            path.name == packaged.name
+            and path.is_file()
+            and path.read_bytes() == packaged.read_bytes()
+        ):
+            return f"{name} (packaged)"
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def get_scaled_config(arch: str, scale: str | None = None, table: str | Path | None = None) -> dict:

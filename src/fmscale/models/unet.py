@@ -7,6 +7,7 @@ import itertools
 import torch
 from torch import nn
 
+from ..config import SyntheticConfig
 from .configs import UNetConfig
 from .layers import FiLMResBlock, TimestepEmbedder, zero_linear
 
@@ -18,7 +19,7 @@ class UNetVelocity(nn.Module):
     with a linear layer before its residual block.
     """
 
-    def __init__(self, cfg: UNetConfig, data_dim: int = 1024):
+    def __init__(self, cfg: UNetConfig, data_dim: int = SyntheticConfig.dim):
         super().__init__()
         dims = list(cfg.hidden_dims)
         cond = dims[0]

@@ -17,9 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import analysis, crossover
+from . import crossover
 from .bootstrap import percentile_ci
+from .fits import N_LAW_PARAMETERS, fit_law, fit_n_law
 from .interaction import difference
+from .rows import Settings, model_rows
 
 TRUE_LAW = {"E": 0.37, "A": 12.6, "alpha": 0.5, "B": 400.0, "beta": 2.0}
 """A law shaped like the CPU studies' (floor ~0.37, the n term gone by n ~ 1,000, the
@@ -48,7 +50,7 @@ class Grid:
 def measured_noise(summary: pd.DataFrame) -> tuple[dict[int, float], float]:
     """Median over the model cells of each n_train of the seed std of log val_loss, and of
     memorised_fraction where it is above 0.02 (both need two or more seeds per cell)."""
-    rows = analysis.model_rows(summary)
+    rows = model_rows(summary)
     cells = rows.groupby(["arch", "scale", "n_train"])
     log_sd = cells.val_loss.apply(lambda v: float(np.log(v).std(ddof=1)))
     per_n = {int(n): float(v) for n, v in log_sd.groupby(level="n_train").median().items()}
@@ -60,7 +62,7 @@ def measured_noise(summary: pd.DataFrame) -> tuple[dict[int, float], float]:
 def grid_of(summary: pd.DataFrame, name: str, noise_from: pd.DataFrame | None = None) -> Grid:
     """The design of a committed summary.csv, with the seed noise measured on it (or on
     ``noise_from`` when it has a single seed, at the nearest n_train)."""
-    rows = analysis.model_rows(summary)
+    rows = model_rows(summary)
     params = tuple(sorted(float(v) for v in rows.groupby("scale").n_params.median()))
     sizes = tuple(sorted(int(n) for n in rows.n_train.unique()))
     seeds = int(rows.groupby(["arch", "scale", "n_train"]).seed.nunique().min())
@@ -127,18 +129,18 @@ def run_once(
     per scale, n* per level and scale, k per level, and the capacity step's difference."""
     rng = np.random.default_rng([seed, len(grid.name)])
     table = simulate(grid, rng)
-    settings = analysis.Settings(resamples=resamples, seed=seed, levels=tuple(levels))
+    settings = Settings(resamples=resamples, seed=seed, levels=tuple(levels))
     out: list[dict[str, Any]] = []
     if joint:
-        law = analysis.fit_law(table, "val_loss", settings, "sim").entry
+        law = fit_law(table, "val_loss", settings, "sim").entry
         for name in ("E", "A", "alpha", "B", "beta"):
             _record(out, f"law: {law['verdict']}", name, law[name], TRUE_LAW[name])
     for i, n_params in enumerate(grid.params):
         part = table[table.scale == f"s{i}"]
-        n_law = analysis.fit_n_law(part, settings, "sim", f"s{i}")
+        n_law = fit_n_law(part, settings, "sim", f"s{i}")
         floor = TRUE_LAW["E"] + TRUE_LAW["A"] / n_params ** TRUE_LAW["alpha"]
         truths = {"E": floor, "B": TRUE_LAW["B"], "beta": TRUE_LAW["beta"]}
-        for name in analysis.N_LAW_PARAMETERS:
+        for name in N_LAW_PARAMETERS:
             entry = n_law.get(name, {"estimate": None, "ci": None})
             _record(out, f"n-law s{i}: {n_law['verdict']}", name, entry, truths[name])
     onset = crossover.onset(table, table, levels, resamples, seed, grid.n_samples)
