@@ -20,6 +20,16 @@ from .config import (
     SyntheticConfig,
     TrainConfig,
 )
+from .errors import (
+    CannotWrite,
+    CellBusy,
+    ConfigError,
+    DataError,
+    NonFiniteLoss,
+    OutOfMemory,
+    Preempted,
+    RequiresFused,
+)
 from .record import ANALYSIS_N_SAMPLES
 
 
@@ -673,12 +683,6 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    from .config import ConfigError
-    from .data import DataError
-    from .files import CannotWrite
-    from .runlock import CellBusy
-    from .train import NonFiniteLoss, OutOfMemory, Preempted, RequiresFused
-
     if getattr(args, "threads", None):
         import torch
 

@@ -20,6 +20,8 @@ from typing import Any, ClassVar, TypeVar
 
 import yaml
 
+from .errors import ConfigError
+
 T = TypeVar("T")
 
 SOLVERS = {"euler": 1, "midpoint": 2, "heun": 2}
@@ -38,10 +40,6 @@ PARAMETERISATIONS = (
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 """Device names a setting may give (plus ``cuda:N``)."""
-
-
-class ConfigError(ValueError):
-    """A bad setting; the message names the key and what is allowed."""
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from .errors import DataError
+
 FILE_SUFFIXES = (".npy", ".pt", ".safetensors", ".parquet")
 TENSOR_KEY = "embeddings"
 """The tensor a .pt / .safetensors dict of several tensors must name, unless ``column`` says."""
-
-
-class DataError(ValueError):
-    """Bad data input; the message names the file (or config field) and the problem."""
 
 
 def check_suffix(path: Path) -> str:

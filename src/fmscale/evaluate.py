@@ -13,6 +13,7 @@ from torch import nn
 from .config import EvalConfig
 from .data import Dataset, Mixture
 from .devices import pick_device
+from .errors import CellError
 from .exact_field import MixtureField
 from .files import atomic_write
 from .flow import build_field, cfm_losses, sample
@@ -21,10 +22,6 @@ from .study import cell_digest
 
 VAL_NOISE_SEED = 20_240_101
 SAMPLE_NOISE_SEED = 31_337
-
-
-class CellError(ValueError):
-    """A run folder that cannot be evaluated; the message names the file and the fix."""
 
 
 def _cell_bytes(run_dir: Path) -> bytes:

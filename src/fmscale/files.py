@@ -11,12 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
-class CannotWrite(OSError):
-    """A checkpoint or an output could not be written (read-only folder, full disk, ...)."""
-
-    def __str__(self) -> str:
-        return f"cannot write {self.filename}: {self.strerror}"
+from .errors import CannotWrite
 
 
 @contextmanager

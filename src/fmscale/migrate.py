@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from .config import DataConfig
+from .errors import MigrateError
 from .study import (
     CELL_LOG_NAME,
     CELL_PATTERN,
@@ -25,10 +26,6 @@ from .study import (
 )
 
 LEGACY_LOG_NAME = "{arch}_{scale}_n{n_train}_seed{seed}"
-
-
-class MigrateError(ValueError):
-    """A results folder that cannot be migrated as asked; the message says why."""
 
 
 def _recorded_dataset(folder: Path) -> str | None:

@@ -11,13 +11,10 @@ from types import MappingProxyType
 
 from .config import SyntheticConfig, TrainConfig
 from .counting import count_model
+from .errors import ParamGateError
 from .files import atomic_path, atomic_write
 from .models.scaling import ScalingTable, load_table, table_label
 from .tablefit import fit_table
-
-
-class ParamGateError(RuntimeError):
-    """A scale step is outside the allowed ratio band or an arch is off its capacity target."""
 
 
 @dataclass(frozen=True)

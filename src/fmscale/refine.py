@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import AnalysisConfig, RefineConfig
+from .errors import RefineError
 from .study import CELL_KEYS, REFINE_PATTERN
 
 if TYPE_CHECKING:  # pandas only where proposals are made: refine.smk imports this at DAG time
@@ -34,10 +35,6 @@ NO_FREE_N = "no free n_train inside"
 ALREADY_RUN = "already run"
 NO_CELLS = "no finished cell to bracket"
 """What ``Proposal.reason`` starts with: new n_train values proposed (INSIDE) or why none."""
-
-
-class RefineError(ValueError):
-    """A round file that cannot be read; the message names it."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import CannotLock, CellBusy
 from .files import writing
 
 log = logging.getLogger(__name__)
@@ -33,14 +34,6 @@ HEARTBEAT_S = 60.0
 STALE_AFTER_S = 900.0
 """A lock untouched this long has lost its holder (15 heartbeats: room for a slow NFS server
 and clocks a few minutes apart between nodes)."""
-
-
-class CellBusy(RuntimeError):
-    """Another live process trains into the same run folder."""
-
-
-class CannotLock(OSError):
-    """The filesystem has no flock (Lustre mounted without it, NFS without lockd)."""
 
 
 @contextmanager

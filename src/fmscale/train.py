@@ -36,6 +36,7 @@ from .checkpoint import CheckpointStore
 from .config import TrainConfig
 from .data import Dataset
 from .devices import pick_device
+from .errors import NonFiniteLoss, OutOfMemory, Preempted, RequiresFused
 from .files import atomic_write, writing
 from .flops import count_flops
 from .flow import build_field, cfm_loss, ot_pair
@@ -58,22 +59,6 @@ STATE_KEYS = ("identity", "step", "wall_time", "model", "ema", "opt", "sched", "
 """What a checkpoint needs to be resumed; ``cuda_rng``, ``device_type``, ``log_window`` and
 ``restarted_from_stale`` are optional (checkpoints of older versions lack the last three)."""
 OOM_MARKERS = ("can't allocate memory", "not enough memory", "out of memory")
-
-
-class NonFiniteLoss(RuntimeError):
-    """The loss became NaN or Inf; the message names the step."""
-
-
-class Preempted(RuntimeError):
-    """SIGTERM / SIGINT arrived; a checkpoint was written and the cell can resume."""
-
-
-class RequiresFused(RuntimeError):
-    """``train.require_fused`` and mamba-ssm's fused kernels cannot run here."""
-
-
-class OutOfMemory(MemoryError):
-    """The model or a training batch does not fit; the message gives the estimated sizes."""
 
 
 @dataclass(frozen=True)

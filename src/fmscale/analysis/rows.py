@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from ..config import AnalysisConfig
+from ..errors import AnalysisError
 from ..record import ANALYSIS_N_SAMPLES
 
 SUMMARY_COLUMNS = (
@@ -42,10 +43,6 @@ TRAJECTORY_COLUMNS = ("arch", "scale", "n_train", "seed", "step", "memorised_fra
 
 MIN_LEVELS = 3
 """Distinct scales (and n_train values) an exponent needs."""
-
-
-class AnalysisError(ValueError):
-    """An input the analysis cannot read; the message names the file and what is wrong."""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from ..config import ConfigError, from_section
+from ..errors import ScalingTableError
 from .configs import ARCH_CONFIGS, build_config, field_names
 
 DEFAULT_TABLE = Path(__file__).with_name("scaling.yaml")
@@ -24,10 +25,6 @@ CPU_TABLE = Path(__file__).with_name("scaling_cpu.yaml")
 PACKAGED_TABLES = {"default": DEFAULT_TABLE, "cpu": CPU_TABLE, "original": ORIGINAL_PLAN_TABLE}
 """Tables shipped with fmscale, by the name a config or ``--table`` may give instead of a path."""
 TOP_LEVEL_KEYS = {"ratio", "scales", "default_scale", "capacity", "fit", "archs"}
-
-
-class ScalingTableError(ValueError):
-    """A malformed scaling table; the message names the file, the row and the field."""
 
 
 @dataclass(frozen=True)

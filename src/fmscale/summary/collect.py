@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from ..catalogue import HEADLINE_METRICS, REFERENCES, SYNTHETIC_ONLY
+from ..errors import ResultsError
 from ..record import (
     BUDGET_FIELDS,
     COLUMNS,
@@ -37,10 +38,6 @@ from ..study import (
 from .tables import is_empty
 
 log = logging.getLogger(__name__)
-
-
-class ResultsError(ValueError):
-    """A results folder or file that cannot be read; the message names it."""
 
 
 def _read_json(path: Path) -> tuple[dict[str, Any], bytes] | None:
