@@ -10,15 +10,9 @@ import jsonschema
 import pytest
 import yaml
 
-from fmscale.config import (
-    SOLVERS,
-    ConfigError,
-    DataConfig,
-    EvalConfig,
-    StudyConfig,
-    TrainConfig,
-    from_section,
-)
+from fmscale.config import SOLVERS, DataConfig, EvalConfig, StudyConfig, TrainConfig
+from fmscale.errors import ConfigError
+from fmscale.sections import from_section
 from fmscale.study import CELL_LOG_NAME, CELL_PATTERN, cells, load_study, parse_cell_dir
 
 ROOT = Path(__file__).resolve().parents[1]

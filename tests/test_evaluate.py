@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from fmscale.config import EvalConfig, TrainConfig, from_section, read_yaml
+from fmscale.config import EvalConfig, TrainConfig
 from fmscale.data import DataConfig, build_dataset
 from fmscale.evaluate import (
     CellError,
@@ -18,6 +18,7 @@ from fmscale.evaluate import (
     training_loss,
     validation_loss,
 )
+from fmscale.sections import from_section, read_yaml
 from fmscale.train import CellSpec, train_cell
 
 SETTINGS = read_yaml(Path(__file__).with_name("tiny_config.yaml"))

@@ -133,10 +133,11 @@ def test_evaluate_cell_records_the_cell_json_it_scored(tmp_path):
     import numpy as np
     from safetensors.torch import save_file
 
-    from fmscale.config import EvalConfig, from_section
+    from fmscale.config import EvalConfig
     from fmscale.data import DataConfig, build_dataset
     from fmscale.evaluate import evaluate_cell
     from fmscale.models import build_model
+    from fmscale.sections import from_section
 
     np.save(tmp_path / "emb.npy", np.random.default_rng(0).normal(size=(300, 16)))
     source = {"source": "file", "path": str(tmp_path / "emb.npy"), "n_val": 50, "n_test": 50}

@@ -20,11 +20,12 @@ from test_train import _cli  # the same tiny `fmscale train` command line
 import fmscale.train as train_mod
 from fmscale import runlock
 from fmscale.checkpoint import CheckpointStore
-from fmscale.config import TrainConfig, from_section, read_yaml
+from fmscale.config import TrainConfig
 from fmscale.data import DataConfig, build_dataset
 from fmscale.files import CannotWrite
 from fmscale.flow import VelocityField
 from fmscale.models import create_model
+from fmscale.sections import from_section, read_yaml
 from fmscale.train import CellSpec, OutOfMemory, Preempted, Trainer, train_cell
 
 CONFIG = Path(__file__).with_name("tiny_config.yaml")

@@ -341,8 +341,9 @@ def test_probing_leaves_the_random_stream_as_it_was(fused_calls, monkeypatch):
 @pytest.fixture
 def tiny_study():
     """The tiny test config's data and a train config of 2 steps."""
-    from fmscale.config import TrainConfig, from_section, read_yaml
+    from fmscale.config import TrainConfig
     from fmscale.data import DataConfig, build_dataset
+    from fmscale.sections import from_section, read_yaml
 
     settings = read_yaml(Path(__file__).with_name("tiny_config.yaml"))
     data = build_dataset(DataConfig.from_dict(settings["data"]), 300)

@@ -14,7 +14,8 @@ from tests.test_faults_summary import GRID, folder, write_cell, write_metrics, w
 
 from fmscale import summary as summarize_module
 from fmscale.cli import main
-from fmscale.config import AnalysisConfig, ConfigError, GridConfig, RefineConfig, from_section
+from fmscale.config import AnalysisConfig, GridConfig, RefineConfig
+from fmscale.errors import ConfigError
 from fmscale.refine import (
     ABOVE,
     ALREADY_RUN,
@@ -31,6 +32,7 @@ from fmscale.refine import (
     refined_cells,
     round_document,
 )
+from fmscale.sections import from_section
 from fmscale.study import CELL_KEYS, load_study, settings
 from fmscale.summary import summarize
 

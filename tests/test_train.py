@@ -13,8 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fmscale.config import TrainConfig, from_section, read_yaml
+from fmscale.config import TrainConfig
 from fmscale.data import DataConfig, build_dataset
+from fmscale.sections import from_section, read_yaml
 from fmscale.train import CellSpec, NonFiniteLoss, RequiresFused, Trainer, train_cell
 
 CONFIG = Path(__file__).with_name("tiny_config.yaml")

@@ -1,5 +1,5 @@
 """Command line: ``fmscale params | table | prepare-data | train | evaluate | reference |
-summarize | analyze | migrate | plan``."""
+summarize | analyze | migrate | plan | export``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import logging
 import os
 import re
 import sys
-from pathlib import Path
 
-from . import __version__
+from . import __version__, commands
 from .config import (
     DEVICES,
     PARAMETERISATIONS,
@@ -33,51 +32,6 @@ from .errors import (
 from .record import ANALYSIS_N_SAMPLES
 
 
-def _cmd_params(args: argparse.Namespace) -> int:
-    from .params import check_gate
-
-    data_dim = args.data_dim
-    if args.dataset:
-        from .data import Dataset
-
-        data_dim = Dataset.peek_dim(args.dataset)
-    gate = check_gate(
-        args.table,
-        data_dim,
-        args.allow_off_ratio,
-        args.archs,
-        args.parameterisation,
-        args.fit,
-    )
-    gate.record(args.out_csv, args.out_md, args.out_table)
-    if gate.error:
-        print(gate.error, file=sys.stderr)
-        return 1
-    print(gate.markdown, end="")
-    return 0
-
-
-def _cmd_table(args: argparse.Namespace) -> int:
-    from .params import check_gate
-
-    gate = check_gate(
-        args.source, args.data_dim, False, args.archs, args.parameterisation, True, args.targets
-    )
-    if gate.error:
-        print(gate.error, file=sys.stderr)
-        return 1
-    print(gate.markdown, end="")
-    if args.out:
-        import dataclasses
-        import shlex
-
-        command = shlex.join(["fmscale", *args.argv])
-        gate = dataclasses.replace(gate, header=f"{gate.header}\nWritten by: {command}")
-        gate.record(out_table=args.out)
-        print(f"\n{args.out}: the fitted table; use it with scaling_table: {args.out}")
-    return 0
-
-
 def _targets(text: str) -> dict[str, int]:
     """An argparse type: ``scale=params,...``."""
     try:
@@ -87,234 +41,6 @@ def _targets(text: str) -> dict[str, int]:
         raise argparse.ArgumentTypeError(
             f"{text!r}: give scale=params pairs, e.g. tiny=130000,small=520000,base=2100000"
         ) from None
-
-
-def _settings(args: argparse.Namespace) -> dict:
-    """The sections (data, train, evaluate, grid) of ``--config`` or ``--settings``, checked."""
-    import json
-
-    from .config import ConfigError, check_sections, read_yaml
-
-    raw, where = {}, None
-    if getattr(args, "settings", None):
-        where = "--settings"
-        try:
-            raw = json.loads(args.settings)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--settings is not valid JSON ({exc})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError("--settings must be a JSON object of config sections")
-    elif getattr(args, "config", None):
-        where = args.config
-        raw = read_yaml(args.config)
-    if where:
-        check_sections(raw, where)
-    return {k: dict(raw.get(k) or {}) for k in ("data", "train", "evaluate", "grid")}
-
-
-def _dataset(args: argparse.Namespace, data_section: dict, max_n_train: int):
-    from .data import DataConfig, DataError, Dataset, build_dataset
-
-    if getattr(args, "dataset", None):
-        if getattr(args, "data", None):
-            raise DataError("give --data (raw embeddings) or --dataset (prepared), not both")
-        return Dataset.load(args.dataset)
-    if getattr(args, "data", None):
-        data_section = {**data_section, "source": "file", "path": args.data}
-    return build_dataset(DataConfig.from_dict(data_section), max_n_train)
-
-
-def _cmd_prepare_data(args: argparse.Namespace) -> int:
-    data = _dataset(args, _settings(args)["data"], args.max_n_train)
-    data.save(args.out)
-    print(
-        f"{args.out}: {data.source}, train pool {tuple(data.train_pool.shape)}, "
-        f"val {len(data.val)}, test {len(data.test)}, fingerprint {data.fingerprint}, "
-        f"{data.constant_dims} (near-)constant dimension(s)"
-    )
-    return 0
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from .config import TrainConfig, from_section
-    from .train import CellSpec, train_cell
-
-    settings = _settings(args)
-    flags = {
-        "steps": args.steps,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "ckpt_every": args.ckpt_every,
-        "device": args.device,
-        "parameterisation": args.parameterisation,
-    }
-    if args.ot:
-        flags["ot_pairing"] = True
-    settings["train"].update({k: v for k, v in flags.items() if v is not None})
-    if args.steps is not None or args.epochs is not None:  # a budget flag replaces the config's
-        settings["train"].update(steps=args.steps, epochs=args.epochs)
-    cfg = from_section(TrainConfig, settings["train"], "train")
-    data = _dataset(args, settings["data"], args.n_train)
-    if args.data:
-        settings["data"].update(source="file", path=args.data)
-    spec = CellSpec(args.arch, args.scale, args.n_train, args.seed, args.table)
-    cell = train_cell(
-        spec, data, cfg, args.out, extra_config=settings, progress=not args.no_progress
-    )
-    print(
-        f"{args.out}: {cell['steps']} steps, {cell['steps_per_s']} steps/s, "
-        f"{cell['n_params']:,} params"
-    )
-    return 0
-
-
-def _eval_config(args: argparse.Namespace, section: dict):
-    from .config import EvalConfig, from_section
-
-    if args.nfe:
-        section["nfe"] = args.nfe
-    if args.solver:
-        section["solver"] = args.solver
-    return from_section(EvalConfig, section, "evaluate")
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_cell, read_cell
-
-    if args.out:  # a bad output folder fails now, not after sampling
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        if not os.access(Path(args.out).parent, os.W_OK):
-            raise PermissionError(13, "Permission denied", str(Path(args.out).parent))
-    cell = read_cell(args.run)
-    stored = cell.get("config", {})
-    given = args.config or args.settings
-    settings = (
-        _settings(args) if given else {k: dict(stored.get(k) or {}) for k in ("data", "evaluate")}
-    )
-    cfg = _eval_config(args, settings["evaluate"])
-    data = _dataset(args, settings["data"], cell["n_train"])
-    result = evaluate_cell(
-        args.run, data, cfg, args.device, references=args.references, out=args.out
-    )
-    m = result["metrics"]
-    print(
-        f"val_loss {result['val_loss']:.4f} (v=0: {result['val_loss_zero_velocity']:.4f}); "
-        f"nfe {result['headline_nfe']}: mmd2_pca {m['mmd2_pca']:.4g}, "
-        f"precision_pca {m['precision_pca']:.3f}"
-    )
-    return 0
-
-
-def _cmd_reference(args: argparse.Namespace) -> int:
-    import json
-
-    from .evaluate import reference_rows
-    from .files import atomic_write
-
-    settings = _settings(args)
-    cfg = _eval_config(args, settings["evaluate"])
-    data = _dataset(args, settings["data"], args.n_train)
-    rows = reference_rows(data, args.n_train, cfg)
-    out = {
-        "n_train": args.n_train,
-        "n_samples": min(cfg.n_samples, len(data.test)),
-        "solver": cfg.solver,
-        "headline_nfe": max(cfg.nfe),
-        "references": rows,
-    }
-    atomic_write(args.out, json.dumps(out, indent=2))
-    return 0
-
-
-def _cmd_summarize(args: argparse.Namespace) -> int:
-    from .config import DataConfig
-    from .summary import summarize
-
-    settings = _settings(args)
-    grid, synthetic = None, None
-    if settings["grid"]:
-        data = DataConfig.from_dict(settings["data"])
-        grid = {"datasets": [data.name], **settings["grid"]}
-        synthetic = data.source == "synthetic"
-    frame = summarize(args.results, grid, synthetic)
-    counts = frame[frame.kind == "model"].status.value_counts()
-    print(
-        f"{args.results}/summary.md: {int(counts.sum())} cells, "
-        f"{counts.get('failed', 0)} failed, {counts.get('stale', 0)} stale"
-    )
-    return 0
-
-
-def _cmd_migrate(args: argparse.Namespace) -> int:
-    from .migrate import migrate_results
-
-    moved = migrate_results(args.results, args.dataset)
-    for src, dst in moved:
-        print(f"{src} -> {dst}")
-    print(f"{args.results}: {len(moved)} file(s) and folder(s) moved; nothing retrained")
-    return 0
-
-
-def _cmd_analyze(args: argparse.Namespace) -> int:
-    from .analysis import Settings, analyze
-
-    AnalysisConfig(tuple(args.levels), args.resamples, args.seed).check()  # names the flag's key
-    settings = Settings(
-        levels=tuple(args.levels),
-        resamples=args.resamples,
-        seed=args.seed,
-        n_samples=args.n_samples,
-    )
-    report = analyze(args.results, settings, args.data_name)
-    verdicts = [fit["verdict"] for fits in report["fits"].values() for fit in fits.values()]
-    print(
-        f"{args.results}/analysis.md: {verdicts.count('ok')} of {len(verdicts)} fits ok, "
-        f"{len(report['checks'])} result check violation(s)"
-    )
-    return 0
-
-
-def _cmd_refine(args: argparse.Namespace) -> int:
-    import json
-
-    from .config import ConfigError, DataConfig, RefineConfig, from_section
-    from .files import atomic_write
-    from .refine import propose, refined_cells, round_document
-
-    AnalysisConfig(tuple(args.levels)).check()  # names the flag's key
-    settings = _settings(args)
-    if settings["grid"]:  # the study's cells from their run folders (the workflow's rounds)
-        from .study import cells
-        from .summary import cell_rows
-
-        grid = settings["grid"]
-        dataset = DataConfig.from_dict(settings["data"]).name
-        round_ = args.round or 1
-        listed = cells({**grid, "datasets": [dataset]})
-        rows = cell_rows(args.results, listed + refined_cells(args.results, dataset, round_ - 1))
-        seeds = grid["seeds"]
-        refine = from_section(RefineConfig, grid.get("refine"), "grid.refine")
-        points = args.points or refine.points
-        min_n = refine.min_n if args.min_n is None else args.min_n
-    else:  # every finished cell of summary.csv
-        if args.round is not None:
-            raise ConfigError("--round reads a study's run folders: give --config or --settings")
-        from .analysis.rows import one_dataset, read_summary
-
-        path = Path(args.results) / "summary.csv"
-        rows, dataset = one_dataset(read_summary(path), args.data_name, path)
-        models = rows[rows.kind == "model"]
-        seeds = sorted(int(s) for s in models.seed.dropna().unique())
-        points, round_ = args.points or RefineConfig.points, None
-        min_n = RefineConfig.min_n if args.min_n is None else args.min_n
-    proposals = propose(rows, tuple(args.levels), points, min_n)
-    for proposal in proposals:
-        print(proposal.describe())
-    document = round_document(proposals, seeds, dataset, args.levels, points, round_)
-    print(f"{len(document['cells'])} new cell(s) ({len(seeds)} seed(s) each n_train)")
-    if args.out:
-        atomic_write(args.out, json.dumps(document, indent=2) + "\n")
-    return 0
 
 
 def _fraction(one: bool = False):
@@ -369,40 +95,6 @@ def _seconds(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{value} must be >= 0")
     return value
-
-
-def _cmd_plan(args: argparse.Namespace) -> int:
-    import json
-
-    from .config import merge_configs, read_yaml
-    from .cpucost import measure
-    from .files import atomic_write
-    from .plan import plan
-    from .plan_render import render
-    from .study import data_shape, load_study
-
-    files = [f for f in [args.base, *args.configfile] if f]
-    raw: dict = {}
-    for path in files:
-        raw = merge_configs(raw, read_yaml(path))
-    study = load_study(raw)
-    shape = data_shape(study.data)  # the file's rows and D, from its header
-    cpu = measure(study, args.cpu_steps) if args.cpu_steps else None
-    result = plan(
-        study,
-        shape,
-        " + ".join(map(str, files)),
-        args.utilisation,
-        args.op_latency_us,
-        args.gpu_job_start_s,
-        cpu,
-        args.cores,
-    )
-    text = json.dumps(result, indent=2) + "\n" if args.json else render(result)
-    if args.out:
-        atomic_write(Path(args.out), text.encode())
-    print(text, end="")
-    return 0
 
 
 def _device(text: str) -> str:
@@ -462,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--allow-off-ratio", action="store_true", help="record off-ratio verdicts and exit 0"
     )
-    p.set_defaults(func=_cmd_params)
+    p.set_defaults(func=commands.cmd_params)
 
     p = sub.add_parser(
         "table", help="fit a scaling table to its capacity targets at a data dimension D"
@@ -489,13 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="capacity targets replacing the table's, e.g. tiny=130000,small=520000,base=2.1e6",
     )
     p.add_argument("-o", "--out", help="write the fitted table (YAML) here")
-    p.set_defaults(func=_cmd_table)
+    p.set_defaults(func=commands.cmd_table)
 
     p = sub.add_parser("prepare-data", help="build, split and standardise a dataset once")
     _add_data_flags(p)
     p.add_argument("--max-n-train", type=_count(1), required=True, help="largest n_train")
     p.add_argument("--out", required=True, help="output .safetensors")
-    p.set_defaults(func=_cmd_prepare_data)
+    p.set_defaults(func=commands.cmd_prepare_data)
 
     p = sub.add_parser("train", help="train (or resume) one cell")
     p.add_argument("--arch", required=True)
@@ -516,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ot", action="store_true", help="minibatch OT pairing of noise and data")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=_count(1), help="CPU threads for torch")
-    p.set_defaults(func=_cmd_train)
+    p.set_defaults(func=commands.cmd_train)
 
     p = sub.add_parser(
         "summarize", help="summary tables and plots from finished cells (no training)"
@@ -524,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", help="results folder of a study")
     p.add_argument("--config", help="study config (its grid: lists missing cells as failed)")
     p.add_argument("--settings", help="the same as one JSON string")
-    p.set_defaults(func=_cmd_summarize)
+    p.set_defaults(func=commands.cmd_summarize)
 
     p = sub.add_parser(
         "analyze", help="scaling-law fits, memorisation onset, comparisons, result checks"
@@ -555,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-name",
         help="the dataset to analyse, when summary.csv holds several (its data.name)",
     )
-    p.set_defaults(func=_cmd_analyze)
+    p.set_defaults(func=commands.cmd_analyze)
 
     from .config import RefineConfig
 
@@ -593,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --config / --settings: the round, reading the cells of rounds before it "
         "(default 1)",
     )
-    p.set_defaults(func=_cmd_refine)
+    p.set_defaults(func=commands.cmd_refine)
 
     p = sub.add_parser(
         "migrate",
@@ -603,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dataset", help="dataset name for every old cell (default: what its cell.json recorded)"
     )
-    p.set_defaults(func=_cmd_migrate)
+    p.set_defaults(func=commands.cmd_migrate)
 
     p = sub.add_parser(
         "plan",
@@ -653,17 +345,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the plan as JSON (docs/plan.md)")
     p.add_argument("--out", help="also write the plan (Markdown, or JSON with --json) here")
-    p.set_defaults(func=_cmd_plan)
+    p.set_defaults(func=commands.cmd_plan)
+
+    from .export import TRACKERS  # torch-free
+
+    p = sub.add_parser(
+        "export", help="a study's trained cells as TensorBoard or MLflow runs (docs/export.md)"
+    )
+    p.add_argument("results", help="results folder of a study (finished or partial)")
+    p.add_argument("--to", required=True, choices=TRACKERS, help="the tracker")
+    p.add_argument("--out", help="tensorboard: the log folder (default <results>/tensorboard)")
+    p.add_argument(
+        "--tracking-uri", help="mlflow: the tracking store (default sqlite:///<results>/mlflow.db)"
+    )
+    p.add_argument(
+        "--experiment", help="mlflow: the experiment (default: the results folder's name)"
+    )
+    p.set_defaults(func=commands.cmd_export)
 
     for name, func, help_ in [
-        ("evaluate", _cmd_evaluate, "score a trained cell"),
-        ("reference", _cmd_reference, "score the reference rows for one n_train"),
+        ("evaluate", commands.cmd_evaluate, "score a trained cell"),
+        ("reference", commands.cmd_reference, "score the reference rows for one n_train"),
     ]:
         p = sub.add_parser(name, help=help_)
         if name == "evaluate":
             p.add_argument("run", help="run folder written by `fmscale train`")
             p.add_argument("--references", action="store_true", help="add the reference rows")
-            p.add_argument("--device", default="auto", type=_device)
+            p.add_argument("--device", default=TrainConfig.device, type=_device)
             p.add_argument("--out", help="metrics file (default: <run>/metrics.json)")
         else:
             p.add_argument("--n-train", type=_count(1), required=True)

@@ -2,9 +2,10 @@
 
 The workflow's JSON Schema (``workflow/schemas/config.schema.yaml``) holds types and bounds
 only, for early errors that name the key; everything else reads a section through
-``from_section``, the one coercer: unknown keys, missing required keys and wrong types raise
-``ConfigError`` naming ``section.key``, then the dataclass's ``check()`` tests bounds and
-cross-field rules. Torch-free: the Snakefile imports this while it builds its DAG.
+``fmscale.sections.from_section``, the one coercer: unknown keys, missing required keys
+and wrong types raise ``ConfigError`` naming ``section.key``, then the dataclass's
+``check()`` tests bounds and cross-field rules. Torch-free: the Snakefile imports this while
+it builds its DAG.
 """
 
 from __future__ import annotations
@@ -12,20 +13,17 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
-
-import yaml
+from typing import Any, ClassVar
 
 from .errors import ConfigError
-
-T = TypeVar("T")
+from .sections import at_least, coerce, from_section, plain
 
 SOLVERS = {"euler": 1, "midpoint": 2, "heun": 2}
 """ODE solver name -> velocity evaluations per step (the one list of solver names)."""
+
 
 PARAMETERISATIONS = (
     "velocity",
@@ -37,6 +35,7 @@ PARAMETERISATIONS = (
     "data",
 )
 """How a network's output becomes the velocity (``fmscale.flow.VelocityField``)."""
+
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 """Device names a setting may give (plus ``cuda:N``)."""
@@ -55,9 +54,9 @@ class SyntheticConfig:
     noise_std: float = 0.05
 
     def check(self) -> None:
-        _at_least(self, "data.synthetic", 1, "n_modes", "latent_dim")
-        _at_least(self, "data.synthetic", 2, "dim")
-        _at_least(self, "data.synthetic", 3, "n_rows")
+        at_least(self, "data.synthetic", 1, "n_modes", "latent_dim")
+        at_least(self, "data.synthetic", 2, "dim")
+        at_least(self, "data.synthetic", 3, "n_rows")
         if self.latent_dim > self.dim:
             raise ConfigError(f"data.synthetic.latent_dim={self.latent_dim} exceeds dim={self.dim}")
         if self.mode_spread <= 0 or self.noise_std <= 0 or not 0 < self.weight_decay <= 1:
@@ -68,6 +67,8 @@ class SyntheticConfig:
 
 DATASET_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 """What a dataset name may hold: it is a folder of every cell's path (``study.CELL_PATTERN``)."""
+
+
 SYNTHETIC = "synthetic"
 """The embedded source's name, and the dataset name it gets by default."""
 
@@ -102,8 +103,8 @@ class DataConfig:
             object.__setattr__(self, "name", name)
 
     def check(self) -> None:
-        _at_least(self, "data", 1, "n_val", "n_test")
-        _at_least(self, "data", 0, "seed")
+        at_least(self, "data", 1, "n_val", "n_test")
+        at_least(self, "data", 0, "seed")
         if self.source not in (SYNTHETIC, "file"):
             raise ConfigError(f"data.source={self.source!r}; use 'synthetic' or 'file'")
         if self.source == "file" and not self.path:
@@ -174,9 +175,9 @@ class TrainConfig:
     require_fused: bool = False  # a Mamba cell fails rather than run its scan (not mamba-ssm's)
 
     def check(self) -> None:
-        _at_least(self, "train", 1, "batch_size", "ckpt_every", "keep_ckpts", "log_every")
-        _at_least(self, "train", 0, "trajectory_points")
-        _at_least(self, "train", 2, "trajectory_samples", "trajectory_nfe")
+        at_least(self, "train", 1, "batch_size", "ckpt_every", "keep_ckpts", "log_every")
+        at_least(self, "train", 0, "trajectory_points")
+        at_least(self, "train", 2, "trajectory_samples", "trajectory_nfe")
         if not 0 < self.trajectory_max_share <= 1:
             raise ConfigError(
                 f"train.trajectory_max_share={self.trajectory_max_share} must be in (0, 1]"
@@ -192,7 +193,7 @@ class TrainConfig:
                 "cell's rows) and set the other to null"
             )
         if self.steps is not None:
-            _at_least(self, "train", 1, "steps")
+            at_least(self, "train", 1, "steps")
         if self.epochs is not None and not self.epochs > 0:
             raise ConfigError(f"train.epochs={self.epochs} must be > 0")
         if not 0 <= self.warmup_frac < 1:
@@ -246,9 +247,9 @@ class EvalConfig:
                 f"evaluate.nfe={list(self.nfe)} must be positive multiples of {per_step} "
                 f"for {self.solver}"
             )
-        _at_least(self, "evaluate", 1, "pca_dims", "knn_k", "batch_size")
-        _at_least(self, "evaluate", 2, "n_samples")
-        _at_least(self, "evaluate", 0, "seed", "empirical_flow_max_n")
+        at_least(self, "evaluate", 1, "pca_dims", "knn_k", "batch_size")
+        at_least(self, "evaluate", 2, "n_samples")
+        at_least(self, "evaluate", 0, "seed", "empirical_flow_max_n")
         if self.n_samples <= self.knn_k:
             raise ConfigError(
                 f"evaluate.n_samples={self.n_samples} must exceed evaluate.knn_k={self.knn_k} "
@@ -274,8 +275,8 @@ class RefineConfig:
     min_n: int = 0
 
     def check(self) -> None:
-        _at_least(self, "grid.refine", 0, "rounds", "min_n")
-        _at_least(self, "grid.refine", 1, "points")
+        at_least(self, "grid.refine", 0, "rounds", "min_n")
+        at_least(self, "grid.refine", 1, "points")
 
 
 @dataclass(frozen=True)
@@ -353,8 +354,8 @@ class AnalysisConfig:
             raise ConfigError(
                 f"analysis.levels={list(self.levels)} must be distinct and increasing"
             )
-        _at_least(self, "analysis", 10, "resamples")
-        _at_least(self, "analysis", 0, "seed")
+        at_least(self, "analysis", 10, "resamples")
+        at_least(self, "analysis", 0, "seed")
 
 
 @dataclass(frozen=True)
@@ -370,9 +371,9 @@ class ResourcesConfig:
     mem_mb: int = 4000
 
     def check(self) -> None:
-        _at_least(self, "resources", 1, "train_threads")
-        _at_least(self, "resources", 0, "retries")
-        _at_least(self, "resources", 256, "mem_mb")
+        at_least(self, "resources", 1, "train_threads")
+        at_least(self, "resources", 0, "retries")
+        at_least(self, "resources", 256, "mem_mb")
         bad = {k: v for k, v in self.runtime_min.items() if v < 1}
         if bad:
             raise ConfigError(f"resources.runtime_min: {bad} must be >= 1 minute")
@@ -401,99 +402,7 @@ class StudyConfig:
 
     def section(self, name: str) -> dict[str, Any]:
         """One section as plain JSON-ready values."""
-        return _plain(getattr(self, name))
-
-
-def _at_least(cfg: Any, section: str, low: int, *names: str) -> None:
-    for name in names:
-        if getattr(cfg, name) < low:
-            raise ConfigError(f"{section}.{name}={getattr(cfg, name)} must be >= {low}")
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def _key(section: str, key: str) -> str:
-    return f"{section}.{key}" if section else key
-
-
-def _coerce(where: str, value: Any, hint: Any) -> Any:
-    """``value`` as the type ``hint``, or ConfigError naming ``where``."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        if value is not None and not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a mapping, got {value!r}")
-        return from_section(hint, value, where)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(where, value, inner)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        integral = isinstance(value, float) and math.isfinite(value) and value == int(value)
-        if isinstance(value, bool) or not (isinstance(value, int) or integral):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        return int(value)
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{where} must be a finite number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
-        return tuple(_coerce(f"{where}[{i}]", v, args[0]) for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a mapping, got {value!r}")
-        return {str(k): _coerce(_key(where, str(k)), v, args[1]) for k, v in value.items()}
-    raise TypeError(f"{where}: unsupported setting type {hint}")
-
-
-def from_section(cls: type[T], raw: dict[str, Any] | None, section: str = "") -> T:
-    """Build the dataclass ``cls`` from a mapping and run its ``check()``.
-
-    Unknown or missing keys and wrong types raise ConfigError naming ``section.key``.
-    """
-    if raw is not None and not isinstance(raw, dict):
-        raise ConfigError(f"{section or cls.__name__} must be a mapping, got {raw!r}")
-    raw = dict(raw or {})
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    prefix = f"{section}: " if section else ""
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ConfigError(f"{prefix}unknown key(s) {unknown}; allowed: {sorted(fields)}")
-    required = [
-        name
-        for name, f in fields.items()
-        if f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-        and name not in raw
-    ]
-    if required:
-        raise ConfigError(f"{prefix}missing required key(s) {required}")
-    hints = typing.get_type_hints(cls)
-    obj = cls(**{k: _coerce(_key(section, k), v, hints[k]) for k, v in raw.items()})
-    check = getattr(obj, "check", None)
-    if check is not None:
-        check()
-    return obj
+        return plain(getattr(self, name))
 
 
 def check_sections(raw: dict[str, Any], where: str) -> None:
@@ -510,34 +419,4 @@ def check_sections(raw: dict[str, Any], where: str) -> None:
         if name == "data":
             DataConfig.from_dict(value)
         elif value is not None:
-            _coerce(name, value, hints[name])
-
-
-def merge_configs(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    """``overlay`` over ``base`` as Snakemake merges ``--configfile``: mappings key by key,
-    everything else replaced."""
-    merged = dict(base)
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge_configs(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from ``path``; errors name the file."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({exc})") from None
-    if raw is None:
-        raise ConfigError(f"{path}: the file is empty; expected a mapping of config sections")
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"{path}: expected a mapping of config sections at the top level, "
-            f"got a {type(raw).__name__}"
-        )
-    return raw
+            coerce(name, value, hints[name])

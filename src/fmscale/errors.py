@@ -73,3 +73,7 @@ class MigrateError(ValueError):
 
 class AnalysisError(ValueError):
     """An input the analysis cannot read; the message names the file and what is wrong."""
+
+
+class ExportError(ValueError):
+    """A results folder that cannot be exported, or a tracker that is not installed."""

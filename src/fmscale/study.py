@@ -15,10 +15,12 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError, DataConfig, StudyConfig, from_section
+from .config import DataConfig, StudyConfig
 from .datafile import DataError, peek_shape
+from .errors import ConfigError
 from .files import atomic_write
 from .models.scaling import ScalingTable, load_table, parse_table
+from .sections import from_section
 
 CELL_KEYS = ("dataset", "arch", "scale", "n_train", "seed")
 """What names a cell; ``GRID_AXES`` are the grid's lists of each, in the same order."""
@@ -79,6 +81,18 @@ def parse_cell_dir(relative: str | Path, pattern: str = CELL_PATTERN) -> dict[st
         return None
     cell = match.groupdict()
     return {**cell, "n_train": int(cell["n_train"]), "seed": int(cell["seed"])}
+
+
+def cell_folders(results: str | Path) -> list[tuple[dict[str, Any], Path]]:
+    """The run folders under ``results`` (``CELL_PATTERN``) with their cells, in path order,
+    trained or not."""
+    results = Path(results)
+    found = []
+    for folder in sorted(results.glob(re.sub(r"\{\w+\}", "*", CELL_PATTERN))):
+        cell = parse_cell_dir(folder.relative_to(results)) if folder.is_dir() else None
+        if cell is not None:
+            found.append((cell, folder))
+    return found
 
 
 def legacy_cells(results: str | Path) -> list[Path]:

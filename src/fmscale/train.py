@@ -44,6 +44,7 @@ from .models import resolve_row
 from .models.mamba import MambaBlock, mamba_kernel
 from .models.mamba_kernels import package_versions
 from .runlock import cell_lock
+from .sections import flatten
 from .study import TRAJECTORY_FIELDS
 from .trajectory import TrajectoryScorer, affordable_points, snapshot_steps
 
@@ -136,19 +137,8 @@ def write_output(path: Path, content: str | bytes) -> None:
 
 def identity_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """The dotted keys (``train.steps``, ``data``, ...) whose values differ: key -> (old, new)."""
-    a, b = _flatten(old), _flatten(new)
+    a, b = flatten(old), flatten(new)
     return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as one, with dotted keys."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _describe(changes: dict[str, tuple[Any, Any]]) -> str:

@@ -31,9 +31,9 @@ from ..study import (
     REFERENCE_PATTERN,
     TRAJECTORY_FIELDS,
     cell_digest,
+    cell_folders,
     cells,
     check_layout,
-    parse_cell_dir,
 )
 from .tables import is_empty
 
@@ -200,8 +200,7 @@ def _cell_key(cell: dict[str, Any]) -> tuple:
 def discover_grids(results: Path) -> dict[str, dict[str, list]]:
     """Per dataset, the grid implied by its run folders present (those of refined cells left
     out: they are listed on their own), datasets in name order."""
-    folders = (p.relative_to(results) for p in results.glob("runs/*/*/*/*/*") if p.is_dir())
-    found = [cell for cell in map(parse_cell_dir, folders) if cell is not None]
+    found = [cell for cell, _ in cell_folders(results)]
     refined = {
         _cell_key(c) for d in {c["dataset"] for c in found} for c in refined_cells(results, d)
     }
