@@ -299,6 +299,8 @@ BLOCKS = {
     "README.md": {
         "default_study_table": default_study_table,
         "default_study_steps": default_study_steps,
+    },
+    "docs/real_study/README.md": {
         "real_study_table": real_study_table,
     },
     "docs/cpu_validation/README.md": {
