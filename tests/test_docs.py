@@ -10,21 +10,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 README_MAX_LINES = 150
 
-# Written on another branch of issue 28 at the same time as this test; linked from README.md and
-# docs/usage.md already. While absent, links to them are let through (anchors into them too);
-# once they exist they are checked like any other file. Remove an entry when its file lands.
-PENDING = {"docs/metrics.md", "docs/architecture.md"}
-
 # Absolute paths that are not from a machine: documented defaults and recorded commands.
 ALLOWED_ABSOLUTE = {
     "/tmp/fmscale-gpus": "the documented default of $FMSCALE_GPU_LOCK_DIR (docs/cluster.md)",
     "/tmp/exp": "a scratch --out in a recorded probe command (docs/decisions/)",
 }
-PARAMS_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="params writer prints the absolute table path; fixed in the params writer",
-)
-XFAIL_ABSOLUTE = {"docs/default_study/params.md": PARAMS_XFAIL}
 
 
 def _rel(path: Path) -> str:
@@ -93,8 +83,7 @@ def broken_links(doc: str) -> list[str]:
             problems.append(f"{target}: outside the repository")
             continue
         if not dest.exists():
-            if rel not in PENDING:
-                problems.append(f"{target}: no file {rel}")
+            problems.append(f"{target}: no file {rel}")
             continue
         if anchor and dest.suffix == ".md" and anchor not in anchors(dest):
             problems.append(f"{target}: no heading #{anchor} in {rel}")
@@ -144,10 +133,7 @@ ABSOLUTE = re.compile(r"(?<![\w.~$/-])/(?:work|tmp|home|Users)/[^\s`'\")\]>,;]*"
 
 @pytest.mark.parametrize(
     "doc",
-    [
-        pytest.param(d, marks=XFAIL_ABSOLUTE[d]) if d in XFAIL_ABSOLUTE else d
-        for d in _committed_docs()
-    ],
+    _committed_docs(),
 )
 def test_no_absolute_machine_paths(doc):
     found = []
