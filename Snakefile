@@ -4,7 +4,7 @@ import os
 
 from snakemake.utils import min_version, validate
 
-from fmscale.sections import read_yaml
+from fmscale.configfiles import read_yaml
 
 min_version("8.0")
 

@@ -6,8 +6,8 @@ import argparse
 
 from fmscale.config import PARAMETERISATIONS, DataConfig, SyntheticConfig, TrainConfig
 from fmscale.data import Dataset, build_dataset
-from fmscale.evaluate import validation_loss
 from fmscale.exact_field import MixtureField
+from fmscale.scoring import validation_loss
 
 
 def add_cell_arguments(p: argparse.ArgumentParser) -> None:

@@ -28,11 +28,12 @@ import numpy as np
 import pandas as pd
 from _common import RESULTS_DIR, markdown_table, run_lines, write_report
 
-from fmscale import analysis
 from fmscale.analysis import bootstrap, fits, lawfit
 from fmscale.analysis.figures import write_figures
+from fmscale.analysis.fits import FIT_TARGETS
 from fmscale.analysis.latex import write_tables
-from fmscale.analysis.rows import model_rows
+from fmscale.analysis.rows import Settings, model_rows
+from fmscale.analysis.run import analyze_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,7 +64,7 @@ def baseline_src(revision: str, into: Path) -> Path:
 def split(summary: Path, workdir: Path) -> tuple[float, float]:
     frame = pd.read_csv(summary)
     start = time.perf_counter()
-    report, laws, rows = analysis.analyze_rows(frame, None, analysis.Settings())
+    report, laws, rows = analyze_rows(frame, None, Settings())
     numbers = time.perf_counter() - start
     start = time.perf_counter()
     write_figures(rows, report, laws, workdir / "figures")
@@ -76,7 +77,7 @@ def agreement(summary: Path, resamples: int) -> list[dict]:
     out = []
     with bootstrap.single_threaded_blas():
         for arch, part in rows.groupby("arch"):
-            for target in analysis.FIT_TARGETS:
+            for target in FIT_TARGETS:
                 data = part[np.isfinite(part[target]) & (part[target] > 0)].reset_index(drop=True)
                 points = fits._points(data, target)
                 best = lawfit.fit_from_grid(points)

@@ -46,7 +46,8 @@ from fmscale.analysis.interaction import (
 from fmscale.config import EvalConfig
 from fmscale.evaluate import evaluate_cell
 from fmscale.models.scaling import load_table
-from fmscale.train import CellSpec, train_cell
+from fmscale.train.cell import train_cell
+from fmscale.train.loop import CellSpec
 
 CELL_COLUMNS = {
     "seed": ("seed", "{}"),

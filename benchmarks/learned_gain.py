@@ -23,7 +23,8 @@ from _cells import add_cell_arguments, budget, synthetic_data
 
 from fmscale.evaluate import load_cell
 from fmscale.metrics import variance_share
-from fmscale.train import CellSpec, train_cell
+from fmscale.train.cell import train_cell
+from fmscale.train.loop import CellSpec
 
 TIMES = torch.linspace(0.0, 0.99, 100)
 

@@ -34,9 +34,9 @@ BASELINE = "445b2db"
 
 def counts(overlays: list[str], compiled: bool) -> list[dict[str, Any]]:
     """One row per arch x scale of the study's table: operations per phase and totals."""
+    from fmscale.configfiles import merge_configs, read_yaml
     from fmscale.opcount import PHASES
     from fmscale.plan import arch_counts
-    from fmscale.sections import merge_configs, read_yaml
     from fmscale.study import data_shape, load_study
 
     raw = read_yaml(REPO / "config.yaml")

@@ -28,7 +28,8 @@ from fmscale.config import PARAMETERISATIONS, DataConfig, EvalConfig, TrainConfi
 from fmscale.data import build_dataset
 from fmscale.evaluate import evaluate_cell, reference_rows
 from fmscale.metrics import pca_basis
-from fmscale.train import CellSpec, train_cell
+from fmscale.train.cell import train_cell
+from fmscale.train.loop import CellSpec
 
 METRICS = ["val_loss_ratio", "variance_ratio", "precision_pca", "mmd2_pca", "mode_kl"]
 COLUMNS = {

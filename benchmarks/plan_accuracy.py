@@ -57,7 +57,7 @@ def env() -> dict[str, str]:
 def study_config(overlay: dict[str, Any], results: Path, folder: Path) -> Path:
     """config.yaml with ``overlay`` merged over it and results in ``results``; its path."""
     sys.path.insert(0, str(REPO / "src"))
-    from fmscale.sections import merge_configs, read_yaml
+    from fmscale.configfiles import merge_configs, read_yaml
 
     raw = merge_configs(read_yaml(REPO / "config.yaml"), overlay)
     path = folder / "config.yaml"

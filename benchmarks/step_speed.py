@@ -38,7 +38,10 @@ from pathlib import Path
 import torch
 from fmscale.config import TrainConfig
 from fmscale.data import Dataset
-from fmscale.train import CellSpec, Trainer
+try:  # the trainer's room since issue 28; a baseline before it has fmscale/train.py
+    from fmscale.train.loop import CellSpec, Trainer
+except ImportError:
+    from fmscale.train import CellSpec, Trainer
 arch, scale, batch, rounds, min_seconds, compile_ = sys.argv[1:7]
 rows = torch.randn(96, 1024, generator=torch.Generator().manual_seed(1))
 data = Dataset(rows[:48], rows[48:72], rows[72:], torch.zeros(1024), torch.ones(1024), "s", "r")
@@ -46,14 +49,15 @@ cfg = dataclasses.replace(TrainConfig(), batch_size=int(batch), steps=10**9, dev
                           trajectory_points=0, compile=compile_ == "1")
 with tempfile.TemporaryDirectory() as out:
     trainer = Trainer(CellSpec(arch, scale, 48, 0, "cpu"), data, cfg, Path(out))
-    tick = time.perf_counter(); trainer._train_step(); first = time.perf_counter() - tick
-    tick = time.perf_counter(); trainer._train_step(); one = time.perf_counter() - tick
+    step = getattr(trainer, "_train_step", None) or trainer.step  # its name before issue 28
+    tick = time.perf_counter(); step(); first = time.perf_counter() - tick
+    tick = time.perf_counter(); step(); one = time.perf_counter() - tick
     steps = max(1, int(float(min_seconds) / one))
     rates = []
     for _ in range(int(rounds)):
         tick = time.perf_counter()
         for _ in range(steps):
-            trainer._train_step()
+            step()
         rates.append(steps / (time.perf_counter() - tick))
 print(json.dumps({"first_s": first, "rates": rates}))
 """

@@ -25,7 +25,8 @@ from _cells import add_cell_arguments, budget, synthetic_data
 
 from fmscale.config import EvalConfig
 from fmscale.evaluate import evaluate_cell
-from fmscale.train import CellSpec, train_cell
+from fmscale.train.cell import train_cell
+from fmscale.train.loop import CellSpec
 
 
 def parse_args() -> argparse.Namespace:

@@ -3,7 +3,7 @@
     python benchmarks/train_step.py [--archs mlp,dit] [--scales tiny] [--batches 256,1024] \\
         [--repeat 7] [--steps 10] [--device auto|cpu|cuda] [--no-memory] [--out DIR]
 
-fmscale: ``Trainer._train_step`` of a real ``fmscale.train.Trainer`` (batches indexed on the
+fmscale: ``Trainer.step`` of a real ``fmscale.train.Trainer`` (batches indexed on the
 device; on CUDA bf16 autocast, TF32, fused AdamW and torch.compile as the flags say). Plain: the
 same model (same table row, same seed) in a textbook loop: a shuffling DataLoader on the CPU,
 the batch moved to the device, fp32 (TF32 off), ``loss.item()`` every step, AdamW and
@@ -53,7 +53,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from fmscale.config import TrainConfig
 from fmscale.data import DataConfig, Dataset, SyntheticConfig, build_dataset
 from fmscale.models import build_model, resolve_row
-from fmscale.train import CellSpec, Trainer
+from fmscale.train.loop import CellSpec, Trainer
 
 N_TRAIN, DIM, SEED = 4096, 1024, 0
 IMPLS = ("fmscale", "plain")
@@ -140,13 +140,13 @@ class Cell:
     @property
     def steps(self) -> dict[str, Callable[[], object]]:
         """Implementation name -> its step function."""
-        return {"fmscale": self.trainer._train_step, "plain": self.plain.step}
+        return {"fmscale": self.trainer.step, "plain": self.plain.step}
 
 
 def prepare(cell: Cell, args: argparse.Namespace) -> None:
     """Count one fmscale step's FLOPs, warm both up, plan steps per round and rounds."""
     with FlopCounterMode(display=False) as counter:
-        cell.trainer._train_step()
+        cell.trainer.step()
     cell.gflop = counter.get_total_flops() / 1e9
     slowest = 0.0
     for step in cell.steps.values():
@@ -178,7 +178,7 @@ def child_peak_mb(impl: str, arch: str, scale: str, cfg: TrainConfig, threads: i
     data = make_dataset()
     with tempfile.TemporaryDirectory() as tmp:
         if impl == "fmscale":
-            step = make_trainer(arch, scale, data, cfg, Path(tmp))._train_step
+            step = make_trainer(arch, scale, data, cfg, Path(tmp)).step
         else:
             step = PlainLoop(arch, scale, data, cfg).step
         return peak_growth_mb(step, torch.device(cfg.device))

@@ -18,10 +18,11 @@ from pathlib import Path
 import torch
 from _common import RESULTS_DIR, machine_lines, markdown_table, write_report
 
+from fmscale.configfiles import read_yaml
 from fmscale.data import build_dataset
-from fmscale.sections import read_yaml
 from fmscale.study import load_study
-from fmscale.train import CellSpec, train_cell
+from fmscale.train.cell import train_cell
+from fmscale.train.loop import CellSpec
 
 COLUMNS = {
     "arch": ("arch", "{}"),

@@ -22,7 +22,7 @@ def dataset(dim: int = 1024) -> Dataset:
 
 def trainer(arch: str, out: Path, **train: object):
     """A CPU trainer of ``arch``/tiny (CPU table) on ``dataset()``, batch 64, seed 0."""
-    from fmscale.train import CellSpec, Trainer
+    from fmscale.train.loop import CellSpec, Trainer
 
     settings = {"batch_size": 64, "steps": STEPS, "device": "cpu", "trajectory_points": 0}
     cfg = dataclasses.replace(TrainConfig(), **{**settings, **train})
@@ -35,4 +35,4 @@ def losses(arch: str, autocast: bool = False, **train: object) -> list[float]:
     with tempfile.TemporaryDirectory() as out:
         run = trainer(arch, Path(out), **train)
         run.autocast = autocast
-        return [float(run._train_step()[0]) for _ in range(STEPS)]
+        return [float(run.step()[0]) for _ in range(STEPS)]

@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fmscale.analysis import Settings, analyze_rows, bootstrap, fits, lawfit
+from fmscale.analysis import bootstrap, fits, lawfit
 from fmscale.analysis.checks import result_checks
 from fmscale.analysis.fits import fit_law, fit_n_law
 from fmscale.analysis.intervals import wilson
 from fmscale.analysis.report import markdown
-from fmscale.analysis.rows import SUMMARY_COLUMNS, model_rows
+from fmscale.analysis.rows import SUMMARY_COLUMNS, Settings, model_rows
+from fmscale.analysis.run import analyze_rows
 from fmscale.cli import main
 from fmscale.record import ANALYSIS_FIGURES, ANALYSIS_TABLES
 

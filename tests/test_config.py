@@ -10,10 +10,11 @@ import jsonschema
 import pytest
 import yaml
 
-from fmscale.config import SOLVERS, DataConfig, EvalConfig, StudyConfig, TrainConfig
+from fmscale.config import SOLVERS, DataConfig, EvalConfig, TrainConfig, from_section
 from fmscale.errors import ConfigError
-from fmscale.sections import from_section
-from fmscale.study import CELL_LOG_NAME, CELL_PATTERN, cells, load_study, parse_cell_dir
+from fmscale.layout import CELL_LOG_NAME, CELL_PATTERN, cells, parse_cell_dir
+from fmscale.study import load_study
+from fmscale.study_config import StudyConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())

@@ -5,21 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from fmscale.config import EvalConfig, TrainConfig
+from fmscale.config import EvalConfig, TrainConfig, from_section
+from fmscale.configfiles import read_yaml
 from fmscale.data import DataConfig, build_dataset
-from fmscale.evaluate import (
-    CellError,
-    evaluate_cell,
-    generalisation_gap,
-    load_cell,
-    pair_losses,
-    reference_rows,
-    synthetic_metrics,
-    training_loss,
-    validation_loss,
-)
-from fmscale.sections import from_section, read_yaml
-from fmscale.train import CellSpec, train_cell
+from fmscale.evaluate import CellError, evaluate_cell, load_cell, reference_rows, synthetic_metrics
+from fmscale.scoring import generalisation_gap, pair_losses, training_loss, validation_loss
+from fmscale.train.cell import train_cell
+from fmscale.train.loop import CellSpec
 
 SETTINGS = read_yaml(Path(__file__).with_name("tiny_config.yaml"))
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from fmscale.config import SOLVERS
+from fmscale.configfiles import read_yaml
 from fmscale.data import DataConfig, build_dataset
-from fmscale.evaluate import training_loss, validation_loss
 from fmscale.exact_field import MixtureField
 from fmscale.flow import interpolate, sample
-from fmscale.sections import read_yaml
+from fmscale.scoring import training_loss, validation_loss
 
 SETTINGS = read_yaml(Path(__file__).with_name("tiny_config.yaml"))
 

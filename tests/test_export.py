@@ -11,13 +11,14 @@ import pytest
 import torch
 
 from fmscale.cli import main
-from fmscale.config import EvalConfig, TrainConfig
+from fmscale.config import EvalConfig, TrainConfig, from_section
+from fmscale.configfiles import flatten, read_yaml
 from fmscale.data import DataConfig, build_dataset
 from fmscale.evaluate import evaluate_cell
 from fmscale.export import CELL_TAG, ExportError, export
-from fmscale.sections import flatten, from_section, read_yaml
-from fmscale.study import CELL_LOG_NAME, CELL_PATTERN
-from fmscale.train import CellSpec, train_cell
+from fmscale.layout import CELL_LOG_NAME, CELL_PATTERN
+from fmscale.train.cell import train_cell
+from fmscale.train.loop import CellSpec
 
 SETTINGS = read_yaml(Path(__file__).with_name("tiny_config.yaml"))
 EVALUATED = {"dataset": "synthetic", "arch": "mlp", "scale": "tiny", "n_train": 200, "seed": 0}

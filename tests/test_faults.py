@@ -17,12 +17,12 @@ import yaml
 from safetensors.torch import save_file
 
 from fmscale.cli import main
+from fmscale.configfiles import read_yaml
 from fmscale.data import DataConfig, Dataset, build_dataset
 from fmscale.errors import ConfigError
 from fmscale.metrics import pca_basis, variance_ratio
 from fmscale.models.scaling import DEFAULT_TABLE
 from fmscale.params import ParamGateError, verify_params
-from fmscale.sections import read_yaml
 from fmscale.study import load_study
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,8 +13,8 @@ import pytest
 from fmscale import summary as summarize_module
 from fmscale.catalogue import HEADLINE_METRICS, REFERENCES, SYNTHETIC_ONLY, plot_names
 from fmscale.cli import main
+from fmscale.layout import CELL_LOG_NAME, CELL_PATTERN, REFERENCE_PATTERN
 from fmscale.record import COLUMNS
-from fmscale.study import CELL_LOG_NAME, CELL_PATTERN, REFERENCE_PATTERN
 from fmscale.summary import ResultsError, collect, summarize
 
 CELL = {"dataset": "synthetic", "arch": "mlp", "scale": "tiny", "n_train": 100, "seed": 0}
@@ -133,11 +133,10 @@ def test_evaluate_cell_records_the_cell_json_it_scored(tmp_path):
     import numpy as np
     from safetensors.torch import save_file
 
-    from fmscale.config import EvalConfig
+    from fmscale.config import EvalConfig, from_section
     from fmscale.data import DataConfig, build_dataset
     from fmscale.evaluate import evaluate_cell
     from fmscale.models import build_model
-    from fmscale.sections import from_section
 
     np.save(tmp_path / "emb.npy", np.random.default_rng(0).normal(size=(300, 16)))
     source = {"source": "file", "path": str(tmp_path / "emb.npy"), "n_val": 50, "n_test": 50}

@@ -17,16 +17,18 @@ import torch
 from safetensors.torch import load_file
 from test_train import _cli  # the same tiny `fmscale train` command line
 
-import fmscale.train as train_mod
+import fmscale.train.loop as train_mod
 from fmscale import runlock
 from fmscale.checkpoint import CheckpointStore
-from fmscale.config import TrainConfig
+from fmscale.config import TrainConfig, from_section
+from fmscale.configfiles import read_yaml
 from fmscale.data import DataConfig, build_dataset
+from fmscale.errors import OutOfMemory, Preempted
 from fmscale.files import CannotWrite
 from fmscale.flow import VelocityField
 from fmscale.models import create_model
-from fmscale.sections import from_section, read_yaml
-from fmscale.train import CellSpec, OutOfMemory, Preempted, Trainer, train_cell
+from fmscale.train.cell import train_cell
+from fmscale.train.loop import CellSpec, Trainer
 
 CONFIG = Path(__file__).with_name("tiny_config.yaml")
 SETTINGS = read_yaml(CONFIG)
@@ -78,15 +80,15 @@ def assert_same_weights(a, b):
 
 def after_step(monkeypatch, step, action):
     """Run ``action`` right after training step ``step``."""
-    real = Trainer._train_step
+    real = Trainer.step
 
     def step_then_act(self):
         result = real(self)
-        if self.step == step:
+        if self.steps_done == step:
             action()
         return result
 
-    monkeypatch.setattr(Trainer, "_train_step", step_then_act)
+    monkeypatch.setattr(Trainer, "step", step_then_act)
 
 
 # 1. A changed setting retrains the cell; another cell is still refused.

@@ -341,9 +341,9 @@ def test_probing_leaves_the_random_stream_as_it_was(fused_calls, monkeypatch):
 @pytest.fixture
 def tiny_study():
     """The tiny test config's data and a train config of 2 steps."""
-    from fmscale.config import TrainConfig
+    from fmscale.config import TrainConfig, from_section
+    from fmscale.configfiles import read_yaml
     from fmscale.data import DataConfig, build_dataset
-    from fmscale.sections import from_section, read_yaml
 
     settings = read_yaml(Path(__file__).with_name("tiny_config.yaml"))
     data = build_dataset(DataConfig.from_dict(settings["data"]), 300)
@@ -353,7 +353,9 @@ def tiny_study():
 def test_a_cell_on_an_old_gpu_records_the_scan_and_require_fused_fails_it(
     fused_calls, monkeypatch, tiny_study, tmp_path
 ):
-    from fmscale.train import CellSpec, RequiresFused, train_cell
+    from fmscale.errors import RequiresFused
+    from fmscale.train.cell import train_cell
+    from fmscale.train.loop import CellSpec
 
     data, cfg = tiny_study
     mamba._fused_call.cache_clear()

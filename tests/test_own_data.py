@@ -11,12 +11,13 @@ from tests.test_faults_summary import write_cell, write_finished, write_metrics,
 
 from fmscale.cli import main
 from fmscale.config import DataConfig
+from fmscale.configfiles import merge_configs, read_yaml
 from fmscale.data import build_dataset, load_embeddings
 from fmscale.datafile import DataError, peek_shape
 from fmscale.errors import ConfigError
+from fmscale.layout import CELL_PATTERN, REFERENCE_PATTERN, check_layout
 from fmscale.migrate import migrate_results
-from fmscale.sections import merge_configs, read_yaml
-from fmscale.study import CELL_PATTERN, REFERENCE_PATTERN, check_layout, load_study
+from fmscale.study import load_study
 from fmscale.summary import summarize
 
 ROWS, DIM = 60, 12

@@ -8,7 +8,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from fmscale.config import PARAMETERISATIONS, TrainConfig
+from fmscale.config import PARAMETERISATIONS, TrainConfig, from_section
+from fmscale.configfiles import read_yaml
 from fmscale.counting import count_model
 from fmscale.data import DataConfig, build_dataset
 from fmscale.evaluate import load_cell
@@ -22,8 +23,8 @@ from fmscale.flow import (
 )
 from fmscale.metrics import variance_share
 from fmscale.models import create_model
-from fmscale.sections import from_section, read_yaml
-from fmscale.train import CellSpec, Trainer, train_cell
+from fmscale.train.cell import train_cell
+from fmscale.train.loop import CellSpec, Trainer
 
 S = 0.5  # data ~ N(0, S^2 I): its exact velocity field is linear in x
 D = 8

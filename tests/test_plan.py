@@ -11,6 +11,7 @@ from test_workflow import ROOT, TINY, job_counts, snakemake
 from fmscale import cpucost
 from fmscale.cli import main
 from fmscale.config import TrainConfig
+from fmscale.configfiles import merge_configs, read_yaml
 from fmscale.cpucost import ArchCost, CpuCosts
 from fmscale.flops import count_flops
 from fmscale.flow import build_field
@@ -18,7 +19,6 @@ from fmscale.models import resolve_row
 from fmscale.opcount import PHASES, arch_ops
 from fmscale.plan import SNAKEMAKE_START_S, cpu_plan, gpu_cell_seconds, jobs_per_rule, plan
 from fmscale.schedule import Job, simulate, wall_times
-from fmscale.sections import merge_configs, read_yaml
 from fmscale.study import load_study
 
 RAW = merge_configs(read_yaml(ROOT / "config.yaml"), read_yaml(TINY))

@@ -14,8 +14,9 @@ from tests.test_faults_summary import GRID, folder, write_cell, write_metrics, w
 
 from fmscale import summary as summarize_module
 from fmscale.cli import main
-from fmscale.config import AnalysisConfig, GridConfig, RefineConfig
+from fmscale.config import from_section
 from fmscale.errors import ConfigError
+from fmscale.layout import CELL_KEYS
 from fmscale.refine import (
     ABOVE,
     ALREADY_RUN,
@@ -32,8 +33,8 @@ from fmscale.refine import (
     refined_cells,
     round_document,
 )
-from fmscale.sections import from_section
-from fmscale.study import CELL_KEYS, load_study, settings
+from fmscale.study import load_study, settings
+from fmscale.study_config import AnalysisConfig, GridConfig, RefineConfig
 from fmscale.summary import summarize
 
 

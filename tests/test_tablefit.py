@@ -145,7 +145,7 @@ def test_a_passed_gate_is_cached_and_read_back_without_torch(tmp_path):
 
     script = (
         "import sys, json\n"
-        "from fmscale.sections import read_yaml\n"
+        "from fmscale.configfiles import read_yaml\n"
         "from fmscale.study import load_study, study_table\n"
         f"study = load_study(read_yaml({str(ROOT / 'config.yaml')!r}))\n"
         f"table = study_table(study, 384, cache={str(tmp_path)!r})\n"

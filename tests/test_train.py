@@ -13,10 +13,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fmscale.config import TrainConfig
+from fmscale.config import TrainConfig, from_section
+from fmscale.configfiles import read_yaml
 from fmscale.data import DataConfig, build_dataset
-from fmscale.sections import from_section, read_yaml
-from fmscale.train import CellSpec, NonFiniteLoss, RequiresFused, Trainer, train_cell
+from fmscale.errors import NonFiniteLoss, RequiresFused
+from fmscale.train.cell import train_cell
+from fmscale.train.loop import CellSpec, Trainer
 
 CONFIG = Path(__file__).with_name("tiny_config.yaml")
 SETTINGS = read_yaml(CONFIG)
@@ -98,9 +100,9 @@ def test_require_fused_fails_a_mamba_cell_on_the_scan_before_training(tmp_path, 
 
 
 def test_a_lap_is_read_after_the_device_sync():
-    from fmscale.train import _Stopwatch
+    from fmscale.train.bookkeeping import Stopwatch
 
-    watch = _Stopwatch(sync=lambda: time.sleep(0.05))  # a device still running queued steps
+    watch = Stopwatch(sync=lambda: time.sleep(0.05))  # a device still running queued steps
     assert watch.lap() >= 0.05
 
 
@@ -250,7 +252,7 @@ def test_checkpoint_of_another_device_type_is_refused_naming_both(tmp_path, data
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_last_checkpoint(tmp_path, data, monkeypatch):
-    import fmscale.train as train_mod
+    import fmscale.train.loop as train_mod
 
     real = train_mod.cfm_loss
     calls = {"n": 0}
@@ -267,7 +269,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_last_checkpoint(tmp_path, data, 
 
 
 def test_warmup_cosine_and_ema_warmup():
-    from fmscale.train import ema_decay_at, lr_factor
+    from fmscale.train.schedules import ema_decay_at, lr_factor
 
     c = cfg(steps=1000, warmup_frac=0.1, min_lr_frac=0.1, ema_decay=0.999)
     assert lr_factor(0, c) == pytest.approx(0.01) and lr_factor(99, c) == pytest.approx(1.0)

@@ -8,8 +8,8 @@ import time
 import pandas as pd
 from tests.test_workflow import config_file, job_counts, snakemake
 
+from fmscale.layout import CELL_PATTERN
 from fmscale.refine import INSIDE, REFINE_PATTERN
-from fmscale.study import CELL_PATTERN
 
 
 def jobs(output: str) -> list[str]:

@@ -10,15 +10,7 @@ import re
 import sys
 
 from . import __version__, commands
-from .config import (
-    DEVICES,
-    PARAMETERISATIONS,
-    SOLVERS,
-    AnalysisConfig,
-    PlanAssumptions,
-    SyntheticConfig,
-    TrainConfig,
-)
+from .config import DEVICES, PARAMETERISATIONS, SOLVERS, SyntheticConfig, TrainConfig
 from .errors import (
     CannotWrite,
     CellBusy,
@@ -30,6 +22,7 @@ from .errors import (
     RequiresFused,
 )
 from .record import ANALYSIS_N_SAMPLES
+from .study_config import AnalysisConfig, PlanAssumptions
 
 
 def _targets(text: str) -> dict[str, int]:
@@ -249,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=commands.cmd_analyze)
 
-    from .config import RefineConfig
+    from .study_config import RefineConfig
 
     p = sub.add_parser(
         "refine",

@@ -10,13 +10,11 @@ import os
 import sys
 from pathlib import Path
 
-from .config import (
-    AnalysisConfig,
-    TrainConfig,
-)
+from .config import TrainConfig
 from .errors import (
     ConfigError,
 )
+from .study_config import AnalysisConfig
 
 
 def cmd_params(args: argparse.Namespace) -> int:
@@ -68,8 +66,8 @@ def _settings(args: argparse.Namespace) -> dict:
     """The sections (data, train, evaluate, grid) of ``--config`` or ``--settings``, checked."""
     import json
 
-    from .config import check_sections
-    from .sections import read_yaml
+    from .configfiles import read_yaml
+    from .study_config import check_sections
 
     raw, where = {}, None
     if getattr(args, "settings", None):
@@ -112,8 +110,9 @@ def cmd_prepare_data(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .sections import from_section
-    from .train import CellSpec, train_cell
+    from .config import from_section
+    from .train.cell import train_cell
+    from .train.loop import CellSpec
 
     settings = _settings(args)
     flags = {
@@ -145,8 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _eval_config(args: argparse.Namespace, section: dict):
-    from .config import EvalConfig
-    from .sections import from_section
+    from .config import EvalConfig, from_section
 
     if args.nfe:
         section["nfe"] = args.nfe
@@ -233,7 +231,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from .analysis import Settings, analyze
+    from .analysis.rows import Settings
+    from .analysis.run import analyze
 
     AnalysisConfig(tuple(args.levels), args.resamples, args.seed).check()  # names the flag's key
     settings = Settings(
@@ -254,15 +253,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_refine(args: argparse.Namespace) -> int:
     import json
 
-    from .config import DataConfig, RefineConfig
+    from .config import DataConfig, from_section
     from .files import atomic_write
     from .refine import propose, refined_cells, round_document
-    from .sections import from_section
+    from .study_config import RefineConfig
 
     AnalysisConfig(tuple(args.levels)).check()  # names the flag's key
     settings = _settings(args)
     if settings["grid"]:  # the study's cells from their run folders (the workflow's rounds)
-        from .study import cells
+        from .layout import cells
         from .summary import cell_rows
 
         grid = settings["grid"]
@@ -298,11 +297,11 @@ def cmd_refine(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     import json
 
+    from .configfiles import merge_configs, read_yaml
     from .cpucost import measure
     from .files import atomic_write
     from .plan import plan
     from .plan_render import render
-    from .sections import merge_configs, read_yaml
     from .study import data_shape, load_study
 
     files = [f for f in [args.base, *args.configfile] if f]

@@ -6,7 +6,7 @@ process, at the job's thread count (``resources.train_threads``), on the study's
 and read back as ``fmscale prepare-data`` writes it:
 
 - train: ``train_cell`` of one step (model, EMA, FLOP count, outputs) minus that step, plus
-  ``steps`` x the median of ``Trainer._train_step`` at the study's batch, plus one trajectory
+  ``steps`` x the median of ``Trainer.step`` at the study's batch, plus one trajectory
   snapshot and one checkpoint write times how many the cell makes;
 - evaluate: ``evaluate_cell`` of that one-step cell (an untrained model samples and scores as
   a trained one does);
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import StudyConfig
+from .study_config import StudyConfig
 
 TAIL_JOB_S = {"summarize": (5.0, 0.0), "analyze": (4.2, 0.42)}
 """(fixed, per cell) seconds of the jobs that read finished cells, whole process, on the 2-core
@@ -145,8 +145,9 @@ def measure(study: StudyConfig, cpu_steps: int) -> CpuCosts:
     import torch
 
     from .data import Dataset, build_dataset
+    from .layout import cells
     from .params import write_table
-    from .study import cells, study_grid, study_table
+    from .study import study_grid, study_table
 
     threads = study.resources.train_threads
     startup = startup_seconds()
@@ -191,7 +192,8 @@ def _arch_cost(
     """One arch x scale: the fixed part of a train job, its steps, snapshot, checkpoint and
     the evaluate job, timed."""
     from .evaluate import evaluate_cell
-    from .train import CellSpec, Trainer, train_cell
+    from .train.cell import train_cell
+    from .train.loop import CellSpec, Trainer
     from .trajectory import TrajectoryScorer, affordable_points, snapshot_steps
 
     n_train = max(study.grid.n_train)
@@ -203,11 +205,11 @@ def _arch_cost(
     fixed_s, _ = _timed(lambda: train_cell(spec, data, one_step, run, progress=False))
     evaluate_s, _ = _timed(lambda: evaluate_cell(run, data, study.evaluate, device="cpu"))
     trainer = Trainer(spec, data, dataclasses.replace(study.train, device="cpu"), root / "timing")
-    trainer._train_step()  # warm-up: allocations, the optimiser's state
-    times = [_timed(trainer._train_step)[0] for _ in range(cpu_steps)]
+    trainer.step()  # warm-up: allocations, the optimiser's state
+    times = [_timed(trainer.step)[0] for _ in range(cpu_steps)]
     step_s = statistics.median(times)
-    snapshot_s, _ = _timed(lambda: trainer.scorer.score(trainer.ema, trainer.step))
-    checkpoint_s, _ = _timed(lambda: trainer.store.save(trainer.state(), trainer.step))
+    snapshot_s, _ = _timed(lambda: trainer.scorer.score(trainer.ema, trainer.steps_done))
+    checkpoint_s, _ = _timed(lambda: trainer.store.save(trainer.state(), trainer.steps_done))
     snapshots = {}
     for n in study.grid.n_train:  # as Trainer.__init__ picks them for a cell of n rows
         cfg = study.train.for_rows(n)

@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .configfiles import flatten
 from .errors import ExportError
-from .sections import flatten
-from .study import CELL_LOG_NAME, CELL_PATTERN, cell_digest, cell_folders, check_layout
+from .layout import CELL_LOG_NAME, CELL_PATTERN, cell_digest, cell_folders, check_layout
 
 TRACKERS = ("tensorboard", "mlflow")
 SOURCES = ("cell.json", "train_log.csv", "trajectory.csv", "metrics.json")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .config import DataConfig
 from .errors import MigrateError
-from .study import (
+from .layout import (
     CELL_LOG_NAME,
     CELL_PATTERN,
     LEGACY_CELL_PATTERN,

@@ -3,7 +3,7 @@
 A model of a few million parameters runs each of its kernels in a few microseconds on a GPU,
 so a step costs about its number of operations times the per-operation host overhead, not its
 FLOPs. ``count_step_ops`` counts the aten operations one real step of the trainer dispatches:
-``Trainer._train_step`` itself (batch draw, forward + loss, backward, gradient clipping,
+``Trainer.step`` itself (batch draw, forward + loss, backward, gradient clipping,
 AdamW, EMA), run on the CPU under a ``TorchDispatchMode``, with the optimiser's ``fused`` flag
 as the trainer sets it and autocast as on CUDA (``train.bf16``; CPU autocast stands in for the
 CUDA one). The step is the trainer's second: the first creates the optimiser state.
@@ -67,7 +67,7 @@ class _PhaseCounter(TorchDispatchMode):
 def count_step_ops(trainer: Any) -> dict[str, Any]:
     """Operations of one training step of ``trainer`` (a ``train.Trainer`` on the CPU), by phase:
     ``ops`` and ``views`` per phase, their totals, and the most frequent operation names."""
-    trainer._train_step()  # the first step creates the optimiser's state; count the second
+    trainer.step()  # the first step creates the optimiser's state; count the second
     counter = _PhaseCounter()
     model, opt = trainer.model, trainer.opt
 
@@ -84,7 +84,7 @@ def count_step_ops(trainer: Any) -> dict[str, Any]:
     ]
     try:
         with counter:
-            trainer._train_step()
+            trainer.step()
     finally:
         for handle in handles:
             handle.remove()
@@ -114,10 +114,10 @@ def count_compiled_step_ops(trainer: Any) -> dict[str, Any]:
     from torch.profiler import ProfilerActivity, profile
 
     with inductor_config.patch({"cpp.enable_kernel_profile": True}):
-        trainer._train_step()
-        trainer._train_step()
+        trainer.step()
+        trainer.step()
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            trainer._train_step()
+            trainer.step()
     ops: Counter[str] = Counter()
     names: Counter[str] = Counter()
     phase = PHASES[0]
@@ -194,7 +194,7 @@ def arch_ops(
     ``train.bf16``; ``count_compiled_step_ops`` where ``train.compile``, which compiles),
     plus ``sample_ops`` / ``sample_kernel_ops``: one eager velocity evaluation of sampling (no
     gradient, no autocast, as ``evaluate`` samples)."""
-    from .train import CellSpec, Trainer
+    from .train.loop import CellSpec, Trainer
 
     cfg = dataclasses.replace(
         train, batch_size=COUNT_BATCH, steps=3, epochs=None, device="cpu", trajectory_points=0

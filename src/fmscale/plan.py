@@ -25,10 +25,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .config import PlanAssumptions, StudyConfig, TrainConfig
+from .config import TrainConfig
 from .cpucost import CpuCosts
+from .layout import cells
 from .schedule import Job, wall_times
-from .study import cells, study_grid, study_table
+from .study import study_grid, study_table
+from .study_config import PlanAssumptions, StudyConfig
 
 GPU_PEAK_TFLOPS = {
     "H100 SXM": {"bf16": 989.4, "tf32": 494.7, "fp32": 66.9},

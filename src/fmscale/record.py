@@ -103,3 +103,13 @@ FIGURE_FORMATS = ("png", "pdf", "svg")
 FIGURE_DPI = 200
 ANALYSIS_TABLES = ["fits", "n_star", "capacity", "collapse"]
 """The headline tables of ``fmscale analyze`` as LaTeX (booktabs) under <results>/analysis/."""
+TRAJECTORY_FIELDS = [
+    "step",
+    "epochs",
+    "train_loss",
+    "val_loss",
+    "gap_ratio",
+    "memorised_fraction",
+    "nn_train_test_ratio",
+]
+"""Columns of a cell's trajectory.csv (one row per snapshot step)."""

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import AnalysisConfig, RefineConfig
 from .errors import RefineError
-from .study import CELL_KEYS, REFINE_PATTERN
+from .layout import CELL_KEYS, REFINE_PATTERN
+from .study_config import AnalysisConfig, RefineConfig
 
 if TYPE_CHECKING:  # pandas only where proposals are made: refine.smk imports this at DAG time
     import pandas as pd

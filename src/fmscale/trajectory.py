@@ -2,7 +2,7 @@
 
 At each snapshot step the train job samples ``trajectory_samples`` rows at ``trajectory_nfe``
 (midpoint) and records memorised_fraction and nn_train_test_ratio against the cell's training
-rows, with train_loss and val_loss by the validation protocol (``evaluate.path_loss``). Rows go
+rows, with train_loss and val_loss by the validation protocol (``scoring.path_loss``). Rows go
 to ``ckpt/trajectory.csv`` as training goes (cut back to the checkpoint's step on resume, so a
 resumed run writes the rows of an uninterrupted one) and are published to
 ``<run>/trajectory.csv`` with the model.
@@ -15,8 +15,8 @@ from torch import nn
 
 from .config import TrainConfig
 from .data import Dataset
-from .evaluate import generate, training_loss, validation_loss
 from .metrics import memorisation
+from .scoring import generate, training_loss, validation_loss
 
 TRAJECTORY_SOLVER = "midpoint"
 

@@ -1,17 +1,19 @@
-# Grid, paths and helpers shared by every rule. Logic lives in src/fmscale/study.py.
+# Grid, paths and helpers shared by every rule. Logic lives in fmscale.study and fmscale.layout.
 import json
 import os
 import shlex
 
 from fmscale.catalogue import plot_names
 from fmscale.record import ANALYSIS_FIGURES, ANALYSIS_TABLES, FIGURE_FORMATS
-from fmscale.study import (
+from fmscale.layout import (
     CELL_LOG_NAME,
     CELL_PATTERN,
     PARAMS_DIR,
     REFERENCE_PATTERN,
     cells,
     check_layout,
+)
+from fmscale.study import (
     data_shape,
     fits_table,
     load_study,

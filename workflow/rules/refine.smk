@@ -3,7 +3,7 @@
 # cells it adds to refine/<dataset>/round<r>.json (a checkpoint); train, evaluate and
 # reference then run them as grid cells and summarize lists them. rounds: 0 runs nothing here.
 from fmscale.refine import read_round
-from fmscale.study import REFINE_PATTERN
+from fmscale.layout import REFINE_PATTERN
 
 REFINE = STUDY.grid.refine
 

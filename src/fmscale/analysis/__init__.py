@@ -1,14 +1,14 @@
-"""The study's analysis from ``summary.csv`` (and ``trajectories.csv``) alone: scaling-law fits
-with bootstrap CIs and named verdicts (``fits``, ``lawfit``, ``bootstrap``), the memorisation
-crossover (``crossover``), the capacity x data interaction (``interaction``), paired comparisons
-(``compare``) and result checks (``checks``); ``report``, ``figures`` and ``latex`` write them.
+"""The study's analysis from ``summary.csv`` (and ``trajectories.csv``) alone.
+
+Rooms, imported by name (this file loads none of them): ``run`` (``analyze``: the analysis of
+one results folder), ``rows`` (reading summary.csv, ``Settings``), ``fits`` with ``lawfit`` and
+``bootstrap`` (scaling-law fits with bootstrap CIs and named verdicts), ``crossover`` (the
+memorisation crossover n*, tau_mem, the ceiling and collapse), ``interaction`` (capacity x
+data), ``compare`` (paired comparisons), ``checks`` (result checks); ``report``, ``findings``,
+``numbers``, ``table_rows``, ``figures`` and ``latex`` write them; ``recovery`` simulates
+studies of known truth to test the method.
 
 Writes ``analysis.json`` (its shape: docs/analysis.md), ``analysis.md``, the figures and the
 LaTeX tables under ``analysis/``. Deterministic: every bootstrap draws from a generator seeded
 by ``Settings.seed`` and the name of what it resamples. Torch-free.
 """
-
-from .rows import AnalysisError, Settings
-from .run import analyze, analyze_rows
-
-__all__ = ["AnalysisError", "Settings", "analyze", "analyze_rows"]

@@ -9,9 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import AnalysisConfig
 from ..errors import AnalysisError
 from ..record import ANALYSIS_N_SAMPLES
+from ..study_config import AnalysisConfig
 
 SUMMARY_COLUMNS = (
     "kind",

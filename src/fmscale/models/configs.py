@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..sections import from_section
+from ..config import from_section
 
 
 @dataclass(frozen=True)

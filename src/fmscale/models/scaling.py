@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
+from ..config import from_section
 from ..errors import ConfigError, ScalingTableError
-from ..sections import from_section
 from .configs import ARCH_CONFIGS, build_config, field_names
 
 DEFAULT_TABLE = Path(__file__).with_name("scaling.yaml")

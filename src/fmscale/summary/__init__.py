@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..files import atomic_write
-from ..study import GRID_AXES
+from ..layout import GRID_AXES
 from .collect import (
     ResultsError,
     cell_rows,

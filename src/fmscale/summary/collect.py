@@ -13,6 +13,16 @@ import pandas as pd
 
 from ..catalogue import HEADLINE_METRICS, REFERENCES, SYNTHETIC_ONLY
 from ..errors import ResultsError
+from ..layout import (
+    CELL_KEYS,
+    CELL_LOG_NAME,
+    CELL_PATTERN,
+    REFERENCE_PATTERN,
+    cell_digest,
+    cell_folders,
+    cells,
+    check_layout,
+)
 from ..record import (
     BUDGET_FIELDS,
     COLUMNS,
@@ -22,19 +32,9 @@ from ..record import (
     METRIC_FIELDS,
     SAMPLES_FIELD,
     TRAIN_FIELDS,
+    TRAJECTORY_FIELDS,
 )
 from ..refine import refined_cells
-from ..study import (
-    CELL_KEYS,
-    CELL_LOG_NAME,
-    CELL_PATTERN,
-    REFERENCE_PATTERN,
-    TRAJECTORY_FIELDS,
-    cell_digest,
-    cell_folders,
-    cells,
-    check_layout,
-)
 from .tables import is_empty
 
 log = logging.getLogger(__name__)
