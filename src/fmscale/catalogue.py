@@ -56,19 +56,19 @@ _SAMPLE_REFS = ("real_holdout", "gaussian_fit", "memoriser")
 METRICS: tuple[Metric, ...] = (
     Metric(
         "val_loss",
-        "conditional flow-matching loss on the validation rows with fixed noise (standardised "
-        "space, per dimension)",
+        "CFM loss (mean squared error per dimension) on the validation rows, fixed noise and "
+        "times, standardised space",
         "lower is better",
         ("exact_field", "empirical_flow"),
     ),
     Metric(
         "val_loss_zero_velocity",
-        "the same loss of the trivial field v = 0 (2.0 on standardised data)",
+        "the same for v = 0 (about 2.0 on standardised data)",
         "the baseline val_loss_ratio divides by",
     ),
     Metric(
         "val_loss_ratio",
-        "val_loss / val_loss_zero_velocity",
+        "val_loss / val_loss_zero_velocity; 1.0 = learned nothing",
         "lower is better; 1.0 = the v = 0 baseline",
         ("exact_field", "empirical_flow"),
         headline=True,
@@ -77,11 +77,18 @@ METRICS: tuple[Metric, ...] = (
     ),
     Metric(
         "train_loss",
-        "the same loss on the cell's own training rows (same noise draw)",
+        "the validation protocol on the cell's own training rows: the same noise and time draws "
+        "(as many as validation rows), the rows cycled when there are fewer, each repeat with "
+        "new noise and time",
         "lower than val_loss when the model fits its rows",
     ),
     Metric("train_loss_ratio", "train_loss / its v = 0 baseline", "lower is better"),
-    Metric("gap", "val_loss - train_loss", "0 = generalises; > 0 = fits its training rows better"),
+    Metric(
+        "gap",
+        "val_loss - train_loss: the generalisation gap; it opens when memorisation starts "
+        "(Favero et al. 2025)",
+        "0 = generalises; > 0 = fits its training rows better",
+    ),
     Metric("gap_se", "standard error of gap over the rows", "the gap's uncertainty"),
     Metric(
         "gap_ratio",
@@ -92,14 +99,15 @@ METRICS: tuple[Metric, ...] = (
     ),
     Metric(
         "fd",
-        "Fréchet distance between samples and test rows (Gaussian moments)",
+        "Fréchet distance of Gaussian fits to samples and test rows (squared units of "
+        "standardised data)",
         "lower is better; a Gaussian fit wins it by construction (it matches the moments)",
         _SAMPLE_REFS,
         pca=True,
     ),
     Metric(
         "mmd2",
-        "unbiased MMD² with an RBF kernel (median heuristic bandwidth)",
+        "unbiased MMD² with an RBF kernel, bandwidth by the median heuristic (can dip below 0)",
         "lower is better; real_holdout is the floor",
         _SAMPLE_REFS,
         pca=True,
@@ -142,7 +150,7 @@ METRICS: tuple[Metric, ...] = (
     ),
     Metric(
         "sw2",
-        "sliced Wasserstein-2 distance (random projections, seeded)",
+        "sliced Wasserstein-2 distance, 256 random directions (seeded)",
         "lower is better",
         _SAMPLE_REFS,
         pca=True,
@@ -184,7 +192,7 @@ METRICS: tuple[Metric, ...] = (
     ),
     Metric(
         "mode_kl",
-        "KL(true mixture weights || histogram of the samples' nearest modes)",
+        "KL(true mixture weights || histogram of the samples' most likely modes), nats",
         "lower is better; KL(true weights || sample mode histogram)",
         ("exact_field", "real_holdout"),
         headline=True,
@@ -215,22 +223,22 @@ METRICS: tuple[Metric, ...] = (
     ),
     Metric(
         "logpdf_per_dim",
-        "mean log-density of the samples under the true mixture, per dimension (nats)",
+        "mean true log-density of the samples, nats per dimension",
         "higher is better, up to the real rows' own",
         ("exact_field", "real_holdout"),
         synthetic_only=True,
     ),
     Metric(
         "variance_ratio",
-        "mean over varying dimensions of sample variance / test-row variance",
+        "mean over the dimensions that vary of var(samples) / var(test)",
         "1.0 is ideal; > 1 = excess spread / noise",
         _SAMPLE_REFS,
         headline=True,
     ),
     Metric(
         "memorised_fraction",
-        "share of samples whose nearest training row is closer than 1/3 of the second-nearest "
-        "(a copy)",
+        "share of samples whose nearest training row is < 1/3 the distance of the second "
+        "nearest (Gu et al. 2023), in the full space",
         "lower is better; the memoriser scores 1.0",
         ("memoriser", "real_holdout"),
         headline=True,
@@ -240,8 +248,8 @@ METRICS: tuple[Metric, ...] = (
     ),
     Metric(
         "nn_train_test_ratio",
-        "lower median over samples of (distance to the nearest training row) / (to the nearest "
-        "test row)",
+        "median over samples of (distance to the nearest training row) / (distance to the "
+        "nearest test row)",
         "1.0 = generalises; near 0 = copies the training set",
         ("memoriser", "real_holdout"),
         headline=True,

@@ -152,7 +152,7 @@ class TrainConfig:
     steps: int | None = None
     epochs: float | None = None
     batch_size: int = 256
-    parameterisation: str = "skip_share"  # chosen by measurement: benchmarks/README.md
+    parameterisation: str = "skip_share"  # measured: docs/decisions/parameterisation.md
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_frac: float = 0.05

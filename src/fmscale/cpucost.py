@@ -35,7 +35,7 @@ from .study_config import StudyConfig
 
 TAIL_JOB_S = {"summarize": (5.0, 0.0), "analyze": (4.2, 0.42)}
 """(fixed, per cell) seconds of the jobs that read finished cells, whole process, on the 2-core
-machine of benchmarks/README.md: analyze timed on docs/default_study (36 cells, 19.3 s) and on
+machine of docs/decisions/README.md: analyze timed on docs/default_study (36 cells, 19.3 s) and on
 8 of its cells (7.5 s) by ``python benchmarks/plan_accuracy.py --tail``
 (benchmarks/results/plan_accuracy_tail.json); summarize 5 s, as in the Snakemake log of an
 8-cell study on the busy machine (not re-measured quiet)."""

@@ -23,7 +23,7 @@ its size, unless the parameterisation carries it.
   per-dimension vector from the cell's own training rows: each dimension's share of variance in
   their top ``SHARE_PRINCIPAL_DIRECTIONS`` principal directions, standardised across
   dimensions. What ``skip_dim``'s 65 x D parameters learn is rank one across dimensions and
-  follows this share (benchmarks/README.md, "Capacity at a fixed budget"); here it costs 65.
+  follows this share (docs/decisions/capacity-at-fixed-budget.md); here it costs 65.
 - ``edm``: EDM-style preconditioning (Karras et al. 2022) derived for the straight path with
   standardised data (unit variance per dimension): Var(x_t) = (1 - t)^2 + t^2, a = c_skip =
   Cov(x1 - x0, x_t) / Var(x_t) = (2t - 1) / Var(x_t), b = c_out = sqrt(Var(x1 - x0) - c_skip^2

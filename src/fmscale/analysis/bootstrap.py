@@ -81,7 +81,7 @@ def law_targets(
 @contextmanager
 def single_threaded_blas() -> Iterator[None]:
     """BLAS on one thread: the analysis solves thousands of 5-parameter problems, where
-    OpenBLAS's threads cost far more than they save (measured: benchmarks/README.md)."""
+    OpenBLAS's threads cost far more than they save (measured: docs/decisions/analysis-speed.md)."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):

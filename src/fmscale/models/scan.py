@@ -5,8 +5,8 @@
 Shapes: u, delta [batch, L, d_inner]; A [d_inner, d_state]; B, C [batch, L, d_state];
 D [d_inner]; delta is already softplus-ed. ``selective_scan`` runs the default form, ``blocked``:
 the fastest on CPU (``benchmarks/mamba_scan.py`` compares them all; figures in
-``benchmarks/README.md``). The other forms are kept as references for that comparison and the
-tests.
+``docs/decisions/mamba-scan.md``). The other forms are kept as references for that comparison
+and the tests.
 
 Why ``blocked`` wins: the scan is elementwise work on [batch, L, d_inner, d_state] states, 16x
 the size of its inputs. Any form that materialises them for the whole batch pays for fresh

@@ -79,7 +79,7 @@ class Trainer:
         self.mamba_kernel = self._mamba_kernel()
         self.params = list(self.model.parameters())
         # Fused AdamW: one kernel for all tensors on CUDA, and on CPU 2.7x faster than the
-        # per-tensor loop torch picks there by default (benchmarks/README.md).
+        # per-tensor loop torch picks there by default (docs/decisions/train-step.md).
         fused = cfg.fused_adamw and self.device.type in ("cuda", "cpu")
         self.opt = torch.optim.AdamW(
             self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused
