@@ -16,7 +16,7 @@ from fmscale.record import COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "src" / "fmscale"
-MAX_MODULE_LINES = 450
+MAX_MODULE_LINES = 430
 
 
 def _documented() -> set[str]:

@@ -8,8 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from .crossover import n_samples_of
-from .intervals import Z95
+from .intervals import Z95, n_samples_of
 from .rows import Settings, cell_name, scale_order
 
 MEMORISER_FLOOR = 0.9
