@@ -157,7 +157,8 @@ def _weights(run):
 def test_sigkill_then_rerun_is_bit_identical_on_cpu(tmp_path):
     """Kill a real training process after its first checkpoint; the rerun resumes from it and
     ends with exactly the weights (and metrics) of an uninterrupted run. CPU only: on CUDA,
-    atomicAdd in kernels such as fused Mamba's backward makes the last bits vary (README)."""
+    atomicAdd in kernels such as fused Mamba's backward makes the last bits vary
+    (docs/cluster.md)."""
     args = ["--steps", "400", "--ckpt-every", "50"]
     subprocess.run(_cli(tmp_path / "full", *args), check=True, capture_output=True)
     proc = subprocess.Popen(
