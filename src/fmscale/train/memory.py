@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import torch
@@ -10,9 +9,6 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..flow import build_field
-
-log = logging.getLogger(__name__)
-
 
 OOM_MARKERS = ("can't allocate memory", "not enough memory", "out of memory")
 

@@ -3,7 +3,6 @@ versions, device and git revision ``cell.json`` records."""
 
 from __future__ import annotations
 
-import logging
 import platform
 import subprocess
 from pathlib import Path
@@ -14,9 +13,6 @@ import torch
 from .. import __version__
 from ..configfiles import flatten
 from ..models.mamba_kernels import package_versions
-
-log = logging.getLogger(__name__)
-
 
 RUN_ONLY_KEYS = ("ckpt_every", "keep_ckpts", "log_every", "device", "epochs", "require_fused")
 """train settings a checkpoint need not match to resume: how a run is kept, logged and

@@ -4,7 +4,6 @@ ends), the EMA weights and the data's standardisation."""
 from __future__ import annotations
 
 import csv
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +11,6 @@ from torch import nn
 
 from ..data import Dataset
 from ..files import atomic_write, writing
-
-log = logging.getLogger(__name__)
-
 
 LOG_FIELDS = ["step", "loss", "lr", "grad_norm", "steps_per_s"]
 

@@ -3,15 +3,12 @@ warm-up."""
 
 from __future__ import annotations
 
-import logging
 import math
 
 import torch
 from torch import nn
 
 from ..config import TrainConfig
-
-log = logging.getLogger(__name__)
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
