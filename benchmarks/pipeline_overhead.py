@@ -10,7 +10,7 @@ Measures, in fresh temporary folders (nothing in the repository is written but t
    snakemake-executor-plugin-slurm runs ``scontrol show config`` whenever snakemake starts.
 2. Which heavy modules the dry-run process imports, and who imported each first (the Python stack
    at that import: snakemake itself, or the Snakefile / fmscale code); the import time of torch,
-   fmscale.study, fmscale.cli and fmscale.train in fresh interpreters.
+   fmscale.study, fmscale.cli and fmscale.train.cell in fresh interpreters.
 3. One ``fmscale train`` job per --cells entry, invoked as workflow/rules/train.smk does at the
    default config (after ``fmscale prepare-data``): process wall time, the training time recorded
    in cell.json (``wall_time_s``), the fixed cost between them and its parts, timed in the same
@@ -374,7 +374,7 @@ def bench_imports(repeat: int, tmp: Path) -> list[Row]:
             "torch.optim.Optimizer.__init__ imports it on first use",
         )
     )
-    for module in ("torch", "fmscale.study", "fmscale.cli", "fmscale.train"):
+    for module in ("torch", "fmscale.study", "fmscale.cli", "fmscale.train.cell"):
         times = import_times(module, repeat, tmp)
         detail = describe_packages(third_party_imports(module, tmp))
         rows.append(timing_row("imports", f"import {module}", times, detail))
@@ -406,18 +406,19 @@ def probe_train(t0: float, out: str, argv: list[str]) -> None:
     import torch
 
     import fmscale.cli
-    import fmscale.config  # main() imports .config, .data and .train before it dispatches
+    import fmscale.config  # cmd_train imports .config, .data and .train.cell before it trains
     import fmscale.data
-    import fmscale.train
+    import fmscale.train.cell
     from fmscale.checkpoint import CheckpointStore
+    from fmscale.train.loop import Trainer
 
     times["imports"] = [time.perf_counter() - start]
     _wrap(fmscale.data.Dataset, "load", "data_load", times)
-    _wrap(fmscale.train.Trainer, "__init__", "model_build", times)
+    _wrap(Trainer, "__init__", "model_build", times)
     _wrap(torch.optim.AdamW, "__init__", "adamw", times)
-    _wrap(fmscale.train.Trainer, "run", "train_run", times)
-    _wrap(fmscale.train, "save_weights", "save_weights", times)
-    _wrap(fmscale.train, "git_revision", "git_revision", times)
+    _wrap(Trainer, "run", "train_run", times)
+    _wrap(fmscale.train.cell, "save_weights", "save_weights", times)  # train_cell's names
+    _wrap(fmscale.train.cell, "git_revision", "git_revision", times)
     _wrap(CheckpointStore, "save", "checkpoint_save", times)
     code = fmscale.cli.main(argv)
     times["inside"] = [time.perf_counter() - t0]

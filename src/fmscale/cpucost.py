@@ -40,13 +40,13 @@ machine of docs/decisions/README.md: analyze timed on docs/default_study (36 cel
 (benchmarks/results/plan_accuracy_tail.json); summarize 5 s, as in the Snakemake log of an
 8-cell study on the busy machine (not re-measured quiet)."""
 STARTUP_CODE = {
-    "train": "import fmscale.cli, fmscale.train, torch; "
+    "train": "import fmscale.cli, fmscale.train.cell, torch; "
     "torch.optim.AdamW([torch.zeros(1, requires_grad=True)])",
-    "other": "import fmscale.cli, fmscale.train, fmscale.evaluate, fmscale.params, scipy.special",
+    "other": "import fmscale.cli, fmscale.evaluate, fmscale.params, scipy.special",
 }
-"""What a job's process imports and builds before its work: a train job's first AdamW imports
-torch._dynamo (~1 s); every job imports fmscale.train (``cli.main`` does) and so torch, and
-evaluate and reference import scipy.special."""
+"""What a job's process imports and builds before its work: a train job imports
+``fmscale.train.cell`` (and so torch) and its first AdamW imports torch._dynamo (~1 s);
+evaluate and reference import ``fmscale.evaluate`` (and so torch) and scipy.special."""
 STARTUP_REPEATS = 2
 """Start-up subprocesses per kind; the median is used."""
 
