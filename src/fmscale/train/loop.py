@@ -8,10 +8,8 @@ import copy
 import dataclasses
 import functools
 import json
-import logging
-import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from ..checkpoint import CheckpointStore
 from ..config import TrainConfig
 from ..data import Dataset
 from ..devices import pick_device
-from ..errors import NonFiniteLoss, OutOfMemory, Preempted, RequiresFused
+from ..errors import NonFiniteLoss, Preempted, RequiresFused
 from ..files import writing
 from ..flops import count_flops
 from ..flow import build_field, cfm_loss, ot_pair
@@ -31,13 +29,10 @@ from ..models.mamba import MambaBlock, mamba_kernel
 from ..record import TRAJECTORY_FIELDS
 from ..trajectory import TrajectoryScorer, affordable_points, snapshot_steps
 from .bookkeeping import LogWindow, StopFlag, Stopwatch
-from .memory import is_out_of_memory, memory_estimate, size_text
-from .provenance import IDENTITY_CELL_KEYS, RUN_ONLY_KEYS, describe_changes, identity_changes
-from .run_folder import LOG_FIELDS, LiveCsv, write_output
+from .memory import fits_in_memory
+from .provenance import RUN_ONLY_KEYS, check_identity, describe_changes
+from .run_folder import LOG_FIELDS, LiveCsv, set_aside, write_output
 from .schedules import ema_decay_at, lr_factor, update_ema
-
-log = logging.getLogger(__name__)
-
 
 STATE_KEYS = ("identity", "step", "wall_time", "model", "ema", "opt", "sched", "gen", "cpu_rng")
 """What a checkpoint needs to be resumed; ``cuda_rng``, ``device_type``, ``log_window`` and
@@ -180,17 +175,10 @@ class Trainer:
         state = self.store.load_latest()
         if state is None:
             return self.steps_done
-        mine = json.loads(json.dumps(self.identity()))
-        changes = identity_changes(json.loads(state["identity"]), mine)
-        if any(key.split(".")[0] in IDENTITY_CELL_KEYS for key in changes):
-            raise ValueError(
-                f"checkpoint in {self.store.root} belongs to another cell "
-                f"({describe_changes(changes)}); "
-                "use another --out for another cell or settings, or delete that ckpt/ folder "
-                "to start over"
-            )
+        changes = check_identity(state["identity"], self.identity(), self.store.root)
         if changes:
-            self._set_aside(changes)
+            set_aside(self.store.root, describe_changes(changes))
+            self.restarted_from_stale = True
             return self.steps_done
         written_on = state.get("device_type") or ("cuda" if "cuda_rng" in state else "cpu")
         if written_on != self.device.type:
@@ -203,48 +191,11 @@ class Trainer:
         self.load_state(state)
         return self.steps_done
 
-    def _set_aside(self, changes: dict[str, tuple[Any, Any]]) -> None:
-        """Move the checkpoints (and live log) of other settings to ``ckpt.stale/``."""
-        root = self.store.root
-        stale = root.with_name(root.name + ".stale")
-        with writing(stale):
-            if stale.exists():
-                shutil.rmtree(stale)
-            root.rename(stale)
-        log.warning(
-            "%s holds this cell trained with other settings or data (%s); moved it to %s and "
-            "training from step 0",
-            root,
-            describe_changes(changes),
-            stale,
-        )
-        self.restarted_from_stale = True
-
-    @contextmanager
-    def _fits(self) -> Iterator[None]:
+    def _fits(self) -> AbstractContextManager[None]:
         """Turn an allocator failure in the block into OutOfMemory with the estimated sizes."""
-        try:
-            yield
-        except RuntimeError as exc:
-            if not is_out_of_memory(exc):
-                raise
-            raise OutOfMemory(self._oom_message(exc)) from exc
-
-    def _oom_message(self, exc: RuntimeError) -> str:
-        """The estimated sizes, what to lower, and the allocator's own first line."""
-        spec, batch, dim = self.spec, self.cfg.batch_size, self.data_dim
-        est = memory_estimate(
-            spec.arch, self.row, dim, batch, spec.n_train, self.cfg.parameterisation
-        )
-        total = sum(v for k, v in est.items() if k != "params" and v is not None)
-        return (
-            f"{spec.arch}/{spec.scale or 'default'} does not fit in memory on {self.device}: "
-            f"{est['params']:,} parameters need ~{size_text(est['state'])} (weights, grads, "
-            f"2 AdamW moments and EMA in fp32), a batch (batch_size={batch}, {dim}-dim "
-            f"vectors) ~{size_text(est['activations'])} of activations (rough), the training set "
-            f"({spec.n_train} x {dim}) ~{size_text(est['data'])}: ~{size_text(total)} in all; "
-            "lower train.batch_size (--batch-size), pick a smaller --scale, or use a device "
-            f"with more memory (the allocator said: {str(exc).strip().splitlines()[0]})"
+        spec = self.spec
+        return fits_in_memory(
+            spec.arch, spec.scale, self.row, self.data_dim, spec.n_train, self.cfg, self.device
         )
 
     def _loss(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..config import TrainConfig
+from ..errors import OutOfMemory
 from ..flow import build_field
 
 OOM_MARKERS = ("can't allocate memory", "not enough memory", "out of memory")
@@ -18,6 +21,37 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, torch.OutOfMemoryError):
         return True
     return isinstance(exc, RuntimeError) and any(m in str(exc) for m in OOM_MARKERS)
+
+
+@contextmanager
+def fits_in_memory(
+    arch: str,
+    scale: str | None,
+    row: dict[str, Any],
+    data_dim: int,
+    n_train: int,
+    cfg: TrainConfig,
+    device: torch.device,
+) -> Iterator[None]:
+    """Turn an allocator failure in the block into OutOfMemory with the estimated sizes, what to
+    lower, and the allocator's own first line."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if not is_out_of_memory(exc):
+            raise
+        batch = cfg.batch_size
+        est = memory_estimate(arch, row, data_dim, batch, n_train, cfg.parameterisation)
+        total = sum(v for k, v in est.items() if k != "params" and v is not None)
+        raise OutOfMemory(
+            f"{arch}/{scale or 'default'} does not fit in memory on {device}: "
+            f"{est['params']:,} parameters need ~{size_text(est['state'])} (weights, grads, "
+            f"2 AdamW moments and EMA in fp32), a batch (batch_size={batch}, {data_dim}-dim "
+            f"vectors) ~{size_text(est['activations'])} of activations (rough), the training set "
+            f"({n_train} x {data_dim}) ~{size_text(est['data'])}: ~{size_text(total)} in all; "
+            "lower train.batch_size (--batch-size), pick a smaller --scale, or use a device "
+            f"with more memory (the allocator said: {str(exc).strip().splitlines()[0]})"
+        ) from exc
 
 
 def memory_estimate(

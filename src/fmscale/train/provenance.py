@@ -3,6 +3,7 @@ versions, device and git revision ``cell.json`` records."""
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 from pathlib import Path
@@ -68,3 +69,17 @@ def identity_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tupl
 def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
     """``train.steps: 50 -> 60, data: 'ab..' -> 'cd..'``."""
     return ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changes.items())
+
+
+def check_identity(saved: str, mine: dict[str, Any], root: Path) -> dict[str, tuple[Any, Any]]:
+    """What differs between a checkpoint's identity (``saved``, its JSON) and this run's: none to
+    resume, other settings or data to set the checkpoints aside; ValueError naming the changes
+    if the checkpoint in ``root`` belongs to another cell."""
+    changes = identity_changes(json.loads(saved), json.loads(json.dumps(mine)))
+    if any(key.split(".")[0] in IDENTITY_CELL_KEYS for key in changes):
+        raise ValueError(
+            f"checkpoint in {root} belongs to another cell ({describe_changes(changes)}); "
+            "use another --out for another cell or settings, or delete that ckpt/ folder "
+            "to start over"
+        )
+    return changes

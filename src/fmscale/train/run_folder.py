@@ -4,6 +4,8 @@ ends), the EMA weights and the data's standardisation."""
 from __future__ import annotations
 
 import csv
+import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,8 @@ from torch import nn
 
 from ..data import Dataset
 from ..files import atomic_write, writing
+
+log = logging.getLogger(__name__)
 
 LOG_FIELDS = ["step", "loss", "lr", "grad_norm", "steps_per_s"]
 
@@ -47,6 +51,23 @@ class LiveCsv:
     def write(self, values: list[Any]) -> None:
         with writing(self.path), self.path.open("a", newline="") as f:
             csv.writer(f).writerow(values)
+
+
+def set_aside(root: Path, changes: str) -> None:
+    """Move a run's checkpoints and live logs (``root``, of other settings or data: ``changes``
+    says which) to ``<root>.stale/``, replacing an older one."""
+    stale = root.with_name(root.name + ".stale")
+    with writing(stale):
+        if stale.exists():
+            shutil.rmtree(stale)
+        root.rename(stale)
+    log.warning(
+        "%s holds this cell trained with other settings or data (%s); moved it to %s and "
+        "training from step 0",
+        root,
+        changes,
+        stale,
+    )
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
