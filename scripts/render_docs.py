@@ -100,7 +100,7 @@ def _names() -> frozenset[str]:
     return frozenset(m.name for m in METRICS)
 
 
-def _modules() -> dict[str, Path]:
+def modules() -> dict[str, Path]:
     """Module name (relative to fmscale, "" for the package) -> file."""
     package = SRC / "fmscale"
     out = {}
@@ -112,34 +112,36 @@ def _modules() -> dict[str, Path]:
     return out
 
 
-def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The fmscale modules ``name`` imports at its top level (lazy imports in functions are
-    not layers: they run only when that function does)."""
+def imports(name: str, path: Path, files: dict[str, Path], lazy: bool = False) -> set[str]:
+    """The fmscale modules ``name`` imports at its top level, or anywhere with ``lazy`` (imports
+    in functions are not layers, since they run only when that function does, but can close a
+    cycle)."""
     package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    tree = ast.parse(path.read_text())
     found = set()
-    for node in ast.parse(path.read_text()).body:
+    for node in ast.walk(tree) if lazy else tree.body:
         if not isinstance(node, ast.ImportFrom) or not node.level:
             continue
         base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
         base = [p for p in base if p]
         module = ".".join([*base, *([node.module] if node.module else [])])
         subs = [f"{module}.{a.name}".strip(".") for a in node.names]
-        subs = [s for s in subs if s in modules]
+        subs = [s for s in subs if s in files]
         targets = subs if len(subs) == len(node.names) else [module, *subs]
-        found |= {t for t in targets if t in modules and t != name}
+        found |= {t for t in targets if t in files and t != name}
     return found
 
 
 def layers() -> dict[str, int]:
     """Each module's import layer: 1 + the highest layer it imports (1: imports none)."""
-    modules = _modules()
-    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
+    files = modules()
+    graph = {name: imports(name, path, files) for name, path in files.items()}
 
     @cache
     def layer(name: str) -> int:
         return 1 + max((layer(dep) for dep in graph[name]), default=0)
 
-    return {name: layer(name) for name in modules if name}
+    return {name: layer(name) for name in files if name}
 
 
 ROOMS = {

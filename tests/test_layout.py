@@ -1,7 +1,7 @@
 """The codebase's shape: every summary.csv column documented, no import cycle, small modules,
 and the torch-free commands start without torch."""
 
-import ast
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -41,24 +41,18 @@ def test_every_metric_the_scorer_returns_is_in_the_catalogue():
     assert set(COLUMNS) <= _documented()
 
 
-def _top_level_imports(path: Path, name: str, modules: set[str]) -> set[str]:
-    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level:
-            base = package[: len(package) - node.level + 1]
-            module = ".".join([*base, *([node.module] if node.module else [])])
-            subs = [f"{module}.{a.name}".strip(".") for a in node.names]
-            found |= {s for s in subs if s in modules} or {module}
-    return found & modules - {name}
+def _render_docs():
+    """scripts/render_docs.py, whose import graph docs/architecture.md is drawn from."""
+    spec = importlib.util.spec_from_file_location("render_docs", ROOT / "scripts/render_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_no_import_cycle_even_through_lazy_imports():
-    files = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
-        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    graph = {n: _top_level_imports(p, n, set(files)) for n, p in files.items()}
+    docs = _render_docs()
+    files = docs.modules()
+    graph = {n: docs.imports(n, p, files, lazy=True) for n, p in files.items()}
     state: dict[str, int] = {}
 
     def visit(name: str, trail: list[str]) -> None:

@@ -264,7 +264,7 @@ BY_NAME = {m.name: m for m in METRICS}
 HEADLINE_METRICS = [m.name for m in METRICS if m.headline]
 SYNTHETIC_ONLY = tuple(m.name for m in METRICS if m.synthetic_only)
 COMPARED_METRICS = tuple(
-    m.name for m in sorted(METRICS, key=lambda m: m.compared or 0) if m.compared is not None
+    m.name for m in sorted((m for m in METRICS if m.compared is not None), key=lambda m: m.compared)
 )
 DIRECTION = {m.name: m.reading for m in METRICS if m.headline}
 """summary.md's line under each headline table."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -103,34 +104,33 @@ def read_runs(results: str | Path) -> tuple[list[CellRun], list[str]]:
 
 def _read_run(cell: dict[str, Any], folder: Path) -> tuple[CellRun, str | None]:
     """One trained cell's run, and a note when its final scalars are left out."""
-    raw = (folder / "cell.json").read_bytes()
-    info = _json_object(folder / "cell.json", raw)
+    files = {name: (folder / name).read_bytes() for name in SOURCES if (folder / name).exists()}
+    info = _json_object("cell.json", files["cell.json"])
     if "steps" not in info:
         raise ValueError("cell.json unreadable (no 'steps')")
     params = {"dataset": cell["dataset"], **_params(flatten(info))}
     curves: dict[str, list[tuple[int, float]]] = {}
     for name, prefix in CURVES.items():
-        if (folder / name).exists():
-            curves |= {f"{prefix}/{k}": v for k, v in _read_curves(folder / name).items()}
-    final, note = _final(folder / "metrics.json", cell_digest(raw), params)
+        if name in files:
+            curves |= {f"{prefix}/{k}": v for k, v in _read_curves(name, files[name]).items()}
+    final, note = _final(files.get("metrics.json"), cell_digest(files["cell.json"]), params)
     digest = hashlib.sha256(__version__.encode())
-    for name in SOURCES:
-        if (folder / name).exists():
-            digest.update(name.encode() + (folder / name).read_bytes())
+    for name, raw in files.items():
+        digest.update(name.encode() + raw)
     name = CELL_LOG_NAME.format(**cell)
     run = CellRun(name, cell, params, curves, final, int(info["steps"]), digest.hexdigest())
     return run, note
 
 
 def _final(
-    path: Path, trained: str, params: dict[str, ParamValue]
+    raw: bytes | None, trained: str, params: dict[str, ParamValue]
 ) -> tuple[dict[str, float], str | None]:
     """The numbers of ``metrics.json`` as final scalars (its other values go to ``params``),
     or none and why: not evaluated, or scored another run than ``trained`` (the cell's digest).
     """
-    if not path.exists():
+    if raw is None:
         return {}, "not evaluated (no metrics.json): params and curves only"
-    metrics = _json_object(path, path.read_bytes())
+    metrics = _json_object("metrics.json", raw)
     if metrics.get("cell_digest", trained) != trained:  # no digest: evaluated before it existed
         return {}, "metrics.json scored another training run (stale): final scalars left out"
     metrics.pop("cell", None)  # the cell's keys, params already
@@ -143,13 +143,13 @@ def _final(
     return final, None
 
 
-def _json_object(path: Path, raw: bytes) -> dict[str, Any]:
+def _json_object(name: str, raw: bytes) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except ValueError as exc:
-        raise ValueError(f"{path.name} unreadable ({exc})") from None
+        raise ValueError(f"{name} unreadable ({exc})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path.name} unreadable (not a JSON object)")
+        raise ValueError(f"{name} unreadable (not a JSON object)")
     return data
 
 
@@ -162,18 +162,18 @@ def _param(value: Any) -> ParamValue:
     return value if isinstance(value, bool | int | float | str) else json.dumps(value)
 
 
-def _read_curves(path: Path) -> dict[str, list[tuple[int, float]]]:
-    """Column -> (step, value) of a per-step CSV; empty values are left out."""
+def _read_curves(name: str, raw: bytes) -> dict[str, list[tuple[int, float]]]:
+    """Column -> (step, value) of a per-step CSV's bytes; empty values are left out."""
     curves: dict[str, list[tuple[int, float]]] = {}
-    with path.open(newline="") as f:
-        for line, row in enumerate(csv.DictReader(f), start=2):
-            try:
-                step = int(row.pop("step"))
-                for key, value in row.items():
-                    if value:
-                        curves.setdefault(key, []).append((step, float(value)))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"{path.name} unreadable (line {line}: {exc!r})") from None
+    rows = csv.DictReader(io.StringIO(raw.decode(), newline=""))
+    for line, row in enumerate(rows, start=2):
+        try:
+            step = int(row.pop("step"))
+            for key, value in row.items():
+                if value:
+                    curves.setdefault(key, []).append((step, float(value)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{name} unreadable (line {line}: {exc!r})") from None
     return curves
 
 

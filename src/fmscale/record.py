@@ -48,16 +48,11 @@ SCORE_COLUMNS: tuple[Column, ...] = (
     Column("n_samples", "samples behind every sample metric (the analysis's binomial errors)"),
 )
 """metrics.json's shared columns, after the losses."""
-LOSS_METRICS = (
-    "val_loss",
-    "val_loss_zero_velocity",
-    "val_loss_ratio",
-    "train_loss",
-    "train_loss_ratio",
-    "gap",
-    "gap_se",
-    "gap_ratio",
-)
+VAL_FIELDS = ("val_loss", "val_loss_zero_velocity", "val_loss_ratio")
+"""metrics.json keys of the validation loss."""
+GAP_FIELDS = ("train_loss", "train_loss_ratio", "gap", "gap_se", "gap_ratio")
+"""metrics.json keys of the generalisation gap (absent from cells evaluated before it)."""
+LOSS_METRICS = (*VAL_FIELDS, *GAP_FIELDS)
 """The catalogue's metrics metrics.json holds at its top level (scored from the loss); the
 sample metrics sit under its ``metrics`` object."""
 COLUMNS = (
@@ -80,10 +75,8 @@ MAMBA_KERNEL_KEYS = ("mamba_kernel", "mamba_path")
 ``mamba_path`` in cells trained before the name changed."""
 BUDGET_FIELDS = ("epochs", "samples_seen", "train_flops", "sampling_flops_per_sample_per_nfe")
 """cell.json keys of the budget and compute (absent from cells trained before them)."""
-METRIC_FIELDS = ("val_loss", "val_loss_zero_velocity", "val_loss_ratio", "headline_nfe", "metrics")
+METRIC_FIELDS = (*VAL_FIELDS, "headline_nfe", "metrics")
 """metrics.json keys every readable one has."""
-GAP_FIELDS = LOSS_METRICS[3:]
-"""metrics.json keys of the generalisation gap (absent from cells evaluated before it)."""
 SAMPLES_FIELD = "n_samples"
 """metrics.json key: the samples behind every sample metric (the analysis's binomial errors)."""
 INTEGER_COLUMNS = (
